@@ -1,0 +1,18 @@
+"""The typer application objects; command modules register on them (one module per command group)."""
+
+from __future__ import annotations
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(
+    name="ghostq",
+    help="Remote-sensing detectors: train robustly, compress with GHOST, export ONNX/TensorRT, measure on target.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+data_app = typer.Typer(help="Datasets: convert, check, tile, synthesize, add label noise.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+console = Console(stderr=True)

@@ -1,0 +1,1 @@
+"""`ghostq data convert` and `ghostq data check`."""

@@ -1,0 +1,1 @@
+"""`ghostq data synth`, `ghostq data split` and `ghostq data noise`."""

@@ -1,0 +1,1 @@
+"""`ghostq eval`."""

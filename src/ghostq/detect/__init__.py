@@ -1,0 +1,1 @@
+"""Detection: datasets, the detector, its losses, training and evaluation."""
