@@ -1,0 +1,222 @@
+"""The experiment config: pydantic models of every section, YAML loading and dotted overrides.
+
+One place for every default; each field says what it is. An unknown key, a wrong type or an impossible value
+fails at load with the file, the dotted key and what is allowed (`ConfigError`), before any work starts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from ghostq.errors import ConfigError
+
+
+class Section(BaseModel):
+    """Base of every section: unknown keys are errors, assignments are validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class RunConfig(Section):
+    name: str = Field("demo", description="run folder name under `root`", pattern=r"^[A-Za-z0-9_.\-]+$")
+    root: Path = Field(Path("runs"), description="folder holding every run folder")
+    seed: int = Field(0, ge=0, description="global seed (data order, augmentation, init)")
+
+
+class SynthConfig(Section):
+    images: int = Field(240, ge=2, description="number of synthetic images")
+    size: int = Field(384, ge=64, le=4096, description="synthetic image side in pixels")
+    seed: int = Field(0, ge=0, description="generator seed (same seed -> same files)")
+    ir: bool = Field(False, description="also write an infrared channel (4-channel models)")
+
+
+class DataConfig(Section):
+    format: Literal["synthetic", "dota", "dior", "dior-r", "nwpu", "vedai", "coco"] = Field(
+        "synthetic", description="dataset format")
+    root: Path | None = Field(None, description="dataset root (synthetic: generated here on first use)")
+    val_root: Path | None = Field(None, description="separate validation root; else `val_frac` of `root`")
+    val_frac: float = Field(0.2, gt=0.0, lt=1.0, description="share of images held out for validation")
+    img_size: int = Field(320, ge=32, le=4096, description="square network input side in pixels")
+    in_channels: Literal[3, 4] = Field(3, description="3 = RGB, 4 = RGB + infrared")
+    cache_images: bool = Field(True, description="keep decoded images in memory between epochs")
+    workers: int = Field(0, ge=0, le=64, description="DataLoader worker processes")
+    synthetic: SynthConfig = Field(default_factory=SynthConfig, description="built-in synthetic set")
+
+    @field_validator("img_size")
+    @classmethod
+    def _multiple_of_32(cls, v: int) -> int:
+        if v % 32:
+            raise ValueError(f"must be a multiple of 32 (the coarsest stride), got {v}")
+        return v
+
+    @model_validator(mode="after")
+    def _root_for_real_data(self) -> DataConfig:
+        if self.format != "synthetic" and self.root is None:
+            raise ValueError(f"data.root is required for format {self.format!r}")
+        return self
+
+
+class ModelConfig(Section):
+    backbone: str = Field("csp_n", description="backbone name (ghostq.detect.models.list_backbones())")
+    strides: list[Literal[4, 8, 16, 32]] = Field([8, 16, 32], min_length=1, description="detection strides")
+    head: Literal["sigmoid", "softmax"] = Field("sigmoid", description="sigmoid over C, or softmax over C+1")
+    act: Literal["relu", "silu"] = Field("relu", description="activation (ReLU fuses into INT8 convs)")
+
+    @field_validator("strides")
+    @classmethod
+    def _increasing(cls, v: list[int]) -> list[int]:
+        if sorted(set(v)) != list(v):
+            raise ValueError(f"strides must be strictly increasing, got {v}")
+        return v
+
+
+class AugmentSection(Section):
+    mosaic: float = Field(0.5, ge=0.0, le=1.0, description="probability of a 4-image mosaic")
+    flip: float = Field(0.5, ge=0.0, le=1.0, description="probability of each of the horizontal / vertical flips")
+    rot90: float = Field(0.5, ge=0.0, le=1.0, description="probability of a random 90-degree rotation")
+    hsv: float = Field(0.5, ge=0.0, le=1.0, description="probability of HSV jitter (RGB channels only)")
+    scale: tuple[float, float] = Field((0.7, 1.3), description="random resize factor range")
+
+    @field_validator("scale")
+    @classmethod
+    def _scale_range(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not 0 < v[0] <= v[1]:
+            raise ValueError(f"need 0 < low <= high, got {list(v)}")
+        return v
+
+
+class TrainConfig(Section):
+    epochs: int = Field(30, ge=1, description="training epochs")
+    batch_size: int = Field(16, ge=1, description="images per step (per process under DDP)")
+    optimizer: Literal["adamw", "sgd"] = Field("adamw", description="optimizer")
+    lr: float = Field(2e-3, gt=0, description="peak learning rate")
+    weight_decay: float = Field(5e-4, ge=0, description="weight decay (not on norms and biases)")
+    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum / AdamW beta1")
+    warmup_epochs: float = Field(1.0, ge=0, description="linear warmup length in epochs")
+    min_lr_ratio: float = Field(0.05, ge=0, le=1, description="final LR as a share of the peak (cosine)")
+    ema: bool = Field(True, description="keep an exponential moving average of the weights")
+    ema_decay: float = Field(0.999, gt=0, lt=1, description="EMA decay (ramped up over the first steps)")
+    grad_clip: float = Field(10.0, ge=0, description="max gradient norm; 0 disables clipping")
+    amp: bool = Field(True, description="mixed precision on CUDA (ignored on CPU)")
+    val_every: int = Field(1, ge=1, description="validate every N epochs (and after the last)")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="training device")
+    threads: int = Field(0, ge=0, description="torch CPU threads; 0 = all cores")
+    augment: AugmentSection = Field(default_factory=AugmentSection, description="augmentations")
+
+
+class LossConfig(Section):
+    cls: Literal["varifocal", "bce", "ce"] = Field("varifocal", description="classification loss")
+    box: Literal["giou", "ciou"] = Field("giou", description="box regression loss")
+    cls_weight: float = Field(1.0, ge=0, description="weight of the classification loss")
+    box_weight: float = Field(2.5, ge=0, description="weight of the box loss")
+
+
+class EvalConfig(Section):
+    score_threshold: float = Field(0.001, ge=0, le=1, description="minimum score kept before NMS")
+    iou_threshold: float = Field(0.6, gt=0, le=1, description="class-wise NMS IoU threshold")
+    max_det: int = Field(300, ge=1, description="detections kept per image")
+
+
+class Config(Section):
+    run: RunConfig = Field(default_factory=RunConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    loss: LossConfig = Field(default_factory=LossConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+
+    @model_validator(mode="after")
+    def _head_matches_loss(self) -> Config:
+        if (self.model.head == "softmax") != (self.loss.cls == "ce"):
+            raise ValueError(
+                f"loss.cls={self.loss.cls!r} does not fit model.head={self.model.head!r}: "
+                "use ce with softmax, varifocal or bce with sigmoid")
+        return self
+
+    @property
+    def run_dir(self) -> Path:
+        """The run folder `run.root / run.name`."""
+        return self.run.root / self.run.name
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
+    """Load and validate a YAML config with dotted overrides; relative data paths resolve from the CWD."""
+    data = apply_overrides(load_yaml(path), list(overrides or []))
+    return validate_sections(Config, data, str(path))  # type: ignore[return-value]
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping; a missing file or bad YAML is a one-line ConfigError."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        raise ConfigError(f"{where}: invalid YAML: {getattr(err, 'problem', err)}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the config must be a mapping of sections, got {type(data).__name__}")
+    return data
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str], source: str = "command line") -> dict[str, Any]:
+    """Apply `a.b=c` overrides (value parsed as YAML) to a nested dict, returning a new dict."""
+    out = json.loads(json.dumps(data, default=str))
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"{source}: override {item!r} is not of the form section.key=value")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            value = raw
+        parts = key.strip().split(".")
+        node = out
+        for depth, part in enumerate(parts[:-1]):
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"{source}: {'.'.join(parts[: depth + 1])} is a value, not a section")
+            node = child
+        node[parts[-1]] = value
+    return out
+
+
+def format_validation_error(err: ValidationError, source: str) -> str:
+    """One clause per problem, `source: dotted.key: message (got value)`, joined with '; '."""
+    problems = []
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "config"
+        if e["type"] == "extra_forbidden":
+            problems.append(f"{key}: unknown key")
+            continue
+        msg = e["msg"].removeprefix("Value error, ")
+        value = e.get("input")
+        shown = isinstance(value, (str, int, float, bool)) and len(repr(value)) < 60 and repr(value) not in msg
+        problems.append(f"{key}: {msg}" + (f" (got {value!r})" if shown else ""))
+    return f"{source}: " + "; ".join(problems)
+
+
+def validate_sections(model: type[BaseModel], data: dict[str, Any], source: str) -> BaseModel:
+    """Validate a dict against a pydantic model, turning errors into one ConfigError."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(err, source)) from None
+
+
+def config_hash(cfg: BaseModel, sections: list[str] | None = None) -> str:
+    """sha256 of the canonical JSON of the config (or of the named sections): a stage's identity."""
+    dumped = cfg.model_dump(mode="json")
+    if sections is not None:
+        dumped = {k: dumped[k] for k in sections if k in dumped}
+    return hashlib.sha256(json.dumps(dumped, sort_keys=True).encode()).hexdigest()
