@@ -1,0 +1,374 @@
+"""Dataset loaders: one scan function per format, one way to turn what they parse into records (DESIGN §2).
+
+Every format module parses its annotation files one unit at a time (a text line, an XML `<object>`, a JSON
+entry). Each unit gives either a `ParsedObject` or a problem handed to an `Issues`:
+
+- `load_dataset` uses a strict `Issues`: the first problem raises `DataFormatError` naming file, line and what
+  is wrong;
+- `ghostq.detect.data.check` uses a collecting one, so the same parsing code reports every problem in one
+  pass.
+
+Loaders load what parses. Boxes outside the image, degenerate or duplicate boxes are not fatal here: `check`
+reports them. Unparseable lines, unknown classes and (unless `skip_missing`) missing images are fatal.
+
+COCO (and DIOR, whose XML states the image size) may be loaded without the image files:
+`require_images=False` keeps a record whose image is absent when the annotation gives its size; it is what
+evaluation ground truth and `ghostq data convert --annotations-only` need.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Literal
+
+import numpy as np
+from PIL import Image
+
+from ghostq.detect.data.records import Dataset, ImageRecord
+from ghostq.errors import DataFormatError, GhostqError
+
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")  # lookup order when several share a stem
+MAX_LISTED = 5  # missing files named in an error message before "(and N more)"
+
+
+# ---------------------------------------------------------------------------------------------- problems
+@dataclass(frozen=True)
+class Problem:
+    """One problem found in a dataset: severity, file, 1-based line (None when the file has no lines)."""
+
+    severity: Literal["error", "warning"]
+    path: str
+    line: int | None
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.path}:{self.line}" if self.line is not None else self.path
+        return f"{where}: {self.message}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"severity": self.severity, "path": self.path, "line": self.line, "message": self.message}
+
+
+class Issues:
+    """Where parsers send problems: raise at the first error (`collect=False`) or collect them all."""
+
+    def __init__(self, collect: bool = False) -> None:
+        self.collect = collect
+        self.problems: list[Problem] = []
+
+    def error(self, path: str | Path, message: str, line: int | None = None) -> None:
+        if not self.collect:
+            raise DataFormatError(path, message, line)
+        self.problems.append(Problem("error", str(path), line, message))
+
+    def warning(self, path: str | Path, message: str, line: int | None = None) -> None:
+        self.problems.append(Problem("warning", str(path), line, message))
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "error"]
+
+
+class LineError(ValueError):
+    """Raised by a per-line parser; the file loop turns it into a problem at that file and line."""
+
+
+# ---------------------------------------------------------------------------------------------- parsed data
+@dataclass(frozen=True)
+class ParsedObject:
+    """One annotated object as written in the source: box xyxy, 0-based class id, flags, its origin."""
+
+    box: tuple[float, float, float, float]
+    label: int
+    difficult: bool = False
+    polygon: tuple[float, ...] | None = None  # 8 values x1 y1 .. x4 y4, where the source is oriented
+    line: int | None = None  # 1-based line in the annotation file
+    ref: str = ""  # how to name the object where there is no line (COCO: "annotation id 7")
+
+
+@dataclass
+class Entry:
+    """One image as the annotations describe it, before the image file is looked at."""
+
+    file_name: str  # image path relative to the dataset root (COCO: the json's file_name)
+    image_path: Path  # where the image is (or would be)
+    objects: list[ParsedObject]
+    ann_path: Path | None  # None for images that have no annotation file (NWPU negatives)
+    size: tuple[int, int] | None = None  # (width, height) stated by the annotation (DIOR XML, COCO)
+    ir_path: Path | None = None
+
+
+@dataclass
+class Scan:
+    """What a format's scan function returns: class names, entries, and whether objects carry polygons."""
+
+    classes: tuple[str, ...]
+    entries: list[Entry] = field(default_factory=list)
+    oriented: bool = False
+    layout: str = ""  # the expected folder layout, for "empty dataset" messages
+
+
+ScanFn = Callable[..., Scan]
+
+# ---------------------------------------------------------------------------------------------- helpers
+_NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_NON_FINITE = re.compile(r"[+-]?(?:nan|inf|infinity)", re.IGNORECASE)
+_INT = re.compile(r"[+-]?[0-9]+")
+_FIELD_SEP = re.compile(r"[ \t]+")
+
+
+def split_fields(text: str) -> list[str]:
+    """Fields separated by spaces/tabs (only those: other characters stay in a field and fail to parse)."""
+    text = text.strip(" \t\r")
+    return _FIELD_SEP.split(text) if text else []
+
+
+def parse_number(token: str, what: str = "coordinate") -> float:
+    """A finite decimal number written in ASCII; anything else raises LineError saying what and why."""
+    token = token.strip(" \t")
+    if _NON_FINITE.fullmatch(token):
+        raise LineError(f"{what} is not finite: {token!r}")
+    if not _NUMBER.fullmatch(token):
+        raise LineError(f"{what} is not a number: {token!r}")
+    value = float(token)
+    if not np.isfinite(value):
+        raise LineError(f"{what} is not finite: {token!r}")
+    return value
+
+
+def parse_int(token: str, what: str) -> int:
+    """An ASCII integer (e.g. a class code or a flag)."""
+    token = token.strip(" \t")
+    if not _INT.fullmatch(token):
+        raise LineError(f"{what} is not an integer: {token!r}")
+    return int(token)
+
+
+def parse_flag(token: str, what: str) -> bool:
+    """A 0/1 flag."""
+    value = parse_int(token, what)
+    if value not in (0, 1):
+        raise LineError(f"{what} must be 0 or 1, found {token!r}")
+    return bool(value)
+
+
+def box_from_polygon(poly: tuple[float, ...]) -> tuple[float, float, float, float]:
+    """Axis-aligned box (min/max) around an 8-value polygon."""
+    xs, ys = poly[0::2], poly[1::2]
+    return (min(xs), min(ys), max(xs), max(ys))
+
+
+def class_lookup(classes: Iterable[str]) -> dict[str, int]:
+    """Case-insensitive name -> 0-based class id."""
+    return {name.lower(): i for i, name in enumerate(classes)}
+
+
+def read_text(path: Path, issues: Issues) -> str | None:
+    """A text annotation file as str (UTF-8, BOM dropped); undecodable bytes are a problem at their line."""
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        issues.error(path, f"cannot read: {err.strerror or err}")
+        return None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        issues.error(path, f"not UTF-8 text (byte {err.start})", data[: err.start].count(b"\n") + 1)
+        text = data.decode("utf-8", errors="replace")
+    return text.removeprefix("\ufeff")
+
+
+def parse_lines(
+    path: Path, text: str, parse_line: Callable[[str], ParsedObject | None], issues: Issues
+) -> list[ParsedObject]:
+    """Run a per-line parser over a file: each line gives an object, nothing (blank/header) or a problem.
+
+    Lines are split on "\\n" (a trailing "\\r" is dropped), so line numbers are what an editor shows.
+    """
+    objects = []
+    for lineno, raw in enumerate(text.split("\n"), start=1):
+        try:
+            obj = parse_line(raw.removesuffix("\r"))
+        except LineError as err:
+            issues.error(path, str(err), lineno)
+            continue
+        if obj is not None:
+            objects.append(replace(obj, line=lineno))
+    return objects
+
+
+def index_images(folder: Path) -> dict[str, str]:
+    """Image files of a folder by stem: stem -> file name (the first in IMAGE_EXTS order wins)."""
+    found: dict[str, str] = {}
+    if not folder.is_dir():
+        return found
+    rank = {ext: i for i, ext in enumerate(IMAGE_EXTS)}
+    for p in sorted(folder.iterdir(), key=lambda q: (q.stem, rank.get(q.suffix.lower(), 99))):
+        if p.suffix.lower() in rank and p.stem not in found and p.is_file():
+            found[p.stem] = p.name
+    return found
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """(width, height) from the image header (PIL reads only the header here)."""
+    with Image.open(path) as im:
+        return im.size
+
+
+def list_paths(paths: Iterable[object], count: int) -> str:
+    """The first MAX_LISTED paths, then how many more."""
+    shown = [str(p) for p in list(paths)[:MAX_LISTED]]
+    more = f" (and {count - len(shown)} more)" if count > len(shown) else ""
+    return ", ".join(shown) + more
+
+
+# ---------------------------------------------------------------------------------------------- records
+def _record(entry: Entry, width: int, height: int, oriented: bool) -> ImageRecord:
+    objs = entry.objects
+    polygons = None
+    if oriented:
+        polygons = np.array([o.polygon for o in objs], dtype=np.float32).reshape(-1, 8)
+    return ImageRecord(
+        file_name=entry.file_name,
+        path=entry.image_path,
+        width=int(width),
+        height=int(height),
+        boxes=np.array([o.box for o in objs], dtype=np.float32).reshape(-1, 4),
+        labels=np.array([o.label for o in objs], dtype=np.int64),
+        difficult=np.array([o.difficult for o in objs], dtype=bool),
+        polygons=polygons,
+        ir_path=entry.ir_path,
+        ann_path=entry.ann_path,
+    )
+
+
+def build_dataset(
+    fmt: str, root: Path, scan: Scan, issues: Issues, skip_missing: bool = False, require_images: bool = True
+) -> tuple[Dataset, list[Entry]]:
+    """Records from a scan: image sizes from the image headers, missing images handled, emptiness refused.
+
+    Returns the dataset and, parallel to its records, the entries they came from (lines for `check`).
+    """
+    records: list[ImageRecord] = []
+    kept: list[Entry] = []
+    missing: list[Entry] = []
+    for entry in scan.entries:
+        if not entry.image_path.is_file():
+            if not require_images and entry.size is not None:
+                records.append(_record(entry, *entry.size, scan.oriented))
+                kept.append(entry)
+            else:
+                missing.append(entry)
+            continue
+        try:
+            width, height = image_size(entry.image_path)
+        except Exception as err:  # PIL raises many types on a bad header; any of them means unreadable
+            issues.error(entry.image_path, f"unreadable image: {err}")
+            continue
+        if entry.size is not None and entry.size != (width, height):
+            issues.warning(
+                entry.ann_path or entry.image_path,
+                f"annotation says the image is {entry.size[0]}x{entry.size[1]}, "
+                f"{entry.image_path.name} is {width}x{height} (using the image's size)",
+            )
+        records.append(_record(entry, width, height, scan.oriented))
+        kept.append(entry)
+
+    if missing:
+        if issues.collect:
+            for entry in missing:
+                issues.error(
+                    entry.ann_path or entry.image_path, f"annotation without image: {entry.image_path}"
+                )
+        elif not skip_missing:
+            raise GhostqError(
+                f"{len(missing)} of {len(scan.entries)} images named by the annotations are missing: "
+                f"{list_paths((e.image_path for e in missing), len(missing))}; "
+                "skip_missing (--skip-missing) loads the rest"
+            )
+    if not records:
+        if missing:
+            message = f"empty dataset: all {len(missing)} images named by the annotations are missing"
+        else:
+            message = f"empty dataset: no annotated images found (expected {scan.layout})"
+        issues.error(root, message)
+    ds = Dataset(
+        format=fmt,
+        root=root,
+        classes=scan.classes,
+        records=records,
+        missing=[str(e.image_path) for e in missing],
+    )
+    return ds, kept
+
+
+def _scan_fn(fmt: str) -> ScanFn:
+    try:
+        return LOADERS[fmt]
+    except KeyError:
+        raise GhostqError(f"unknown dataset format {fmt!r}; choose one of: {', '.join(LOADERS)}") from None
+
+
+def load_annotated(
+    fmt: str,
+    root: str | Path,
+    issues: Issues,
+    skip_missing: bool = False,
+    require_images: bool = True,
+    **options: Any,
+) -> tuple[Dataset, list[Entry]]:
+    """Scan and build with the given `Issues`; also returns the entries behind the records (for `check`)."""
+    scan_fn = _scan_fn(fmt)
+    root = Path(root)
+    if not root.exists():
+        issues.error(root, "dataset folder not found")
+        return Dataset(format=fmt, root=root, classes=(), records=[]), []
+    scan = scan_fn(root, issues, **options)
+    return build_dataset(fmt, root, scan, issues, skip_missing=skip_missing, require_images=require_images)
+
+
+def load_dataset(
+    fmt: str, root: str | Path, skip_missing: bool = False, *, require_images: bool = True, **options: Any
+) -> Dataset:
+    """Load a dataset in one of FORMATS into records; raise at the first problem.
+
+    fmt: dota | dior | dior-r | nwpu | vedai | coco. skip_missing: images named by annotations but absent are
+    listed in `Dataset.missing` instead of raising. require_images=False: keep such records when the
+    annotation states the image size (COCO, DIOR). Format options: dota `classes=` (default DOTA v1.5),
+    vedai `resolution=` (512/1024), coco `ann_file=`, `image_dir=`.
+    """
+    ds, _ = load_annotated(fmt, root, Issues(collect=False), skip_missing, require_images, **options)
+    return ds
+
+
+# The registry: format name -> scan function. Imported last: the format modules use the helpers above.
+from ghostq.detect.data.formats import coco, dior, dota, nwpu, vedai  # noqa: E402
+
+LOADERS: Mapping[str, ScanFn] = MappingProxyType(
+    {
+        "dota": dota.scan_dota,
+        "dior": dior.scan_dior,
+        "dior-r": dior.scan_dior_r,
+        "nwpu": nwpu.scan_nwpu,
+        "vedai": vedai.scan_vedai,
+        "coco": coco.scan_coco,
+    }
+)
+FORMATS: tuple[str, ...] = tuple(LOADERS)
+
+__all__ = [
+    "FORMATS",
+    "LOADERS",
+    "Entry",
+    "Issues",
+    "LineError",
+    "ParsedObject",
+    "Problem",
+    "Scan",
+    "load_annotated",
+    "load_dataset",
+]
