@@ -36,7 +36,7 @@ def test_empty_file_gives_defaults(tmp_path: Path) -> None:
         ("train:\n  epochs: many\n", [], "train.epochs: Input should be a valid integer"),
         ("", ["train.lr=-1"], "train.lr: Input should be greater than 0"),
         ("data:\n  img_size: 330\n", [], "data.img_size: must be a multiple of 32"),
-        ("model:\n  strides: [16, 8]\n", [], "model.strides: strides must be strictly increasing"),
+        ("model:\n  strides: [16, 8]\n", [], "model.strides: strides must be consecutive powers of two"),
         ("data:\n  format: dota\n", [], "data.root is required"),
         ("model:\n  head: softmax\n", [], "does not fit model.head='softmax'"),
         ("", ["model.act=gelu"], "model.act: Input should be 'relu' or 'silu'"),

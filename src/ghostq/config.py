@@ -71,8 +71,8 @@ class ModelConfig(Section):
     @field_validator("strides")
     @classmethod
     def _increasing(cls, v: list[int]) -> list[int]:
-        if sorted(set(v)) != list(v):
-            raise ValueError(f"strides must be strictly increasing, got {v}")
+        if sorted(set(v)) != list(v) or any(b != 2 * a for a, b in zip(v, v[1:])):
+            raise ValueError(f"strides must be consecutive powers of two, increasing (e.g. [4, 8, 16]), got {v}")
         return v
 
 

@@ -19,6 +19,7 @@ class DetectorOutput:
     boxes: torch.Tensor  # [B, N, 4] decoded xyxy in input-image pixels
     points: torch.Tensor  # [N, 2] anchor point centres (x, y) in input pixels
     strides: torch.Tensor  # [N] stride of each point's level
+    head_type: str = "sigmoid"  # "sigmoid" (K = C) or "softmax" (K = C + 1): how to read cls_logits
 
 
 @dataclass

@@ -1,0 +1,114 @@
+"""From a DetectorOutput to per-image detections: scores, candidate selection, class-wise NMS, top-k.
+
+Scores: sigmoid head -> ``sigmoid(logits)`` over the C classes; softmax head -> ``softmax`` over C + 1 and the
+C foreground probabilities. Candidates are (point, class) pairs whose score is strictly above
+``score_threshold`` (multi-label: one point may give boxes of several classes, as in YOLOv8 / mmdet
+evaluation), at most ``pre_nms_topk`` of them per image (highest scores), then class-wise greedy NMS
+(``ghostq.detect.nms.batched_nms``) and at most ``max_det`` detections per image, highest score first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from ghostq.detect.boxes import clip_boxes
+from ghostq.detect.models.output import DetectorOutput
+from ghostq.detect.nms import batched_nms
+
+
+@dataclass
+class Detections:
+    """Detections of one image, highest score first: boxes [K, 4] xyxy, scores [K], labels [K] (int64,
+    0-based class ids)."""
+
+    boxes: torch.Tensor
+    scores: torch.Tensor
+    labels: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.scores.shape[0])
+
+    def to(self, device: torch.device | str) -> Detections:
+        return Detections(self.boxes.to(device), self.scores.to(device), self.labels.to(device))
+
+
+def class_scores(cls_logits: torch.Tensor, head: str) -> torch.Tensor:
+    """Per-class probabilities [..., C] from logits [..., K]: sigmoid (K = C) or softmax's foreground
+    part (K = C + 1, the last logit is background)."""
+    if head == "sigmoid":
+        return cls_logits.sigmoid()
+    if head == "softmax":
+        return cls_logits.softmax(dim=-1)[..., :-1]
+    raise ValueError(f"head must be 'sigmoid' or 'softmax', got {head!r}")
+
+
+@torch.no_grad()
+def postprocess(
+    out: DetectorOutput,
+    score_threshold: float = 0.001,
+    iou_threshold: float = 0.6,
+    max_det: int = 300,
+    pre_nms_topk: int = 3000,
+    head: str | None = None,
+    image_size: tuple[int, int] | None = None,
+) -> list[Detections]:
+    """Detections per image of a batch.
+
+    Args:
+        out: the detector's output (``cls_logits`` [B, N, K], ``boxes`` [B, N, 4] input pixels).
+        score_threshold: keep (point, class) candidates whose score is > this.
+        iou_threshold: NMS suppresses a box overlapping a kept box of its class with IoU > this.
+        max_det: detections kept per image after NMS.
+        pre_nms_topk: candidates per image that enter NMS (the highest-scoring ones).
+        head: "sigmoid" or "softmax"; None: ``out.head_type``, which ghostq's head sets. (The logits alone
+            cannot tell: a softmax head over C + 1 looks like a sigmoid head over C + 1 classes.)
+        image_size: (height, width) of the network input: boxes are clipped to it when given.
+    """
+    if max_det < 1 or pre_nms_topk < 1:
+        raise ValueError(f"max_det and pre_nms_topk must be >= 1, got {max_det} and {pre_nms_topk}")
+    if head is None:
+        head = out.head_type
+    scores_all = class_scores(out.cls_logits.float(), head)  # [B, N, C]
+    boxes_all = out.boxes.float()
+    num_classes = scores_all.shape[-1]
+    results = []
+    for scores, boxes in zip(scores_all, boxes_all, strict=True):
+        flat = scores.reshape(-1)  # index = point * C + class
+        cand = torch.nonzero(flat > score_threshold).squeeze(1)
+        if cand.numel() > pre_nms_topk:
+            cand = cand[flat[cand].topk(pre_nms_topk).indices]
+        cand_scores = flat[cand]
+        points, labels = cand // num_classes, cand % num_classes
+        cand_boxes = boxes[points]
+        if image_size is not None:
+            cand_boxes = clip_boxes(cand_boxes, image_size)
+        keep = batched_nms(cand_boxes, cand_scores, labels, iou_threshold)[:max_det]
+        results.append(Detections(cand_boxes[keep], cand_scores[keep], labels[keep]))
+    return results
+
+
+def scale_boxes_to_original(
+    boxes: torch.Tensor,
+    ratio: float | Sequence[float],
+    pad: Sequence[float],
+    original_size: tuple[int, int] | None = None,
+) -> torch.Tensor:
+    """Undo a letterbox: map xyxy boxes from network-input pixels back to the original image.
+
+    The letterbox maps an original pixel to the input as ``x_in = x_orig * ratio_x + pad_x`` and
+    ``y_in = y_orig * ratio_y + pad_y``: ``ratio`` is the resize factor (one float, or (ratio_x, ratio_y)),
+    ``pad = (pad_x, pad_y)`` the offset in input pixels of the image's top-left corner (left and top padding).
+    Returns ``(x_in - pad_x) / ratio_x`` etc. as a new tensor, clipped to ``original_size = (height, width)``
+    when given.
+    """
+    rx, ry = (ratio, ratio) if isinstance(ratio, int | float) else (float(ratio[0]), float(ratio[1]))
+    px, py = float(pad[0]), float(pad[1])
+    offset = boxes.new_tensor([px, py, px, py])
+    scale = boxes.new_tensor([rx, ry, rx, ry])
+    out = (boxes - offset) / scale
+    if original_size is not None:
+        out = clip_boxes(out, original_size)
+    return out
