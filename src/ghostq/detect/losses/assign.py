@@ -33,7 +33,7 @@ from dataclasses import dataclass, fields
 
 import torch
 
-from ghostq.detect.losses._iou import iou as _iou
+from ghostq.detect.boxes import bbox_iou
 
 # Metrics at or below this are uninformative (YOLOv8's eps); below it the centre prior orders candidates.
 _TIE_EPS = 1e-9
@@ -198,7 +198,8 @@ class TaskAlignedAssigner:
 
         labels = gt_labels.clamp(0, self.num_classes - 1)  # padded rows may hold anything
         s = scores.gather(2, labels[:, None, :].expand(b, n, m)).transpose(1, 2)  # [B, M, N]
-        overlaps = _iou(gt_boxes[:, :, None, :], pred_boxes[:, None, :, :]).clamp(0, 1)  # [B, M, N]
+        overlaps = bbox_iou(gt_boxes[:, :, None, :], pred_boxes[:, None, :, :], kind="iou")  # [B, M, N]
+        overlaps = overlaps.clamp(0, 1)
         metric = (s.clamp(0, 1).pow(self.alpha) * overlaps.pow(self.beta)).masked_fill(~cand, 0)
 
         # Top-k among candidates; the prior only orders candidates whose metric is uninformative.

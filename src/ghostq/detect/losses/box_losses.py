@@ -12,19 +12,19 @@ from types import MappingProxyType
 
 import torch
 
-from ghostq.detect.losses._iou import ciou, giou
+from ghostq.detect.boxes import bbox_iou
 
 BoxLossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def giou_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """1 - GIoU, in [0, 2]."""
-    return 1.0 - giou(pred, target)
+    return 1.0 - bbox_iou(pred, target, kind="giou")
 
 
 def ciou_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """1 - CIoU (overlap, centre distance and aspect-ratio terms), in [0, 3)."""
-    return 1.0 - ciou(pred, target)
+    return 1.0 - bbox_iou(pred, target, kind="ciou")
 
 
 BOX_LOSSES: Mapping[str, BoxLossFn] = MappingProxyType({"giou": giou_loss, "ciou": ciou_loss})
