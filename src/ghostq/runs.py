@@ -54,6 +54,7 @@ class StageRecord:
     """What a running stage collects; `RunDir.stage` writes it into the manifest when the stage ends."""
 
     name: str
+    status: str = "done"  # a stage that stopped early on purpose sets "partial": resumable, not current
     artifacts: list[Path] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -138,7 +139,7 @@ class RunDir:
                                       "seconds": round(time.time() - t0, 3), "error": str(err)[:500]})
             raise
         artifacts = {self._rel(p): sha256_file(p) for p in record.artifacts if Path(p).is_file()}
-        self._update_stage(name, {**base, "status": "done", "finished": _now(),
+        self._update_stage(name, {**base, "status": record.status, "finished": _now(),
                                   "seconds": round(time.time() - t0, 3), "artifacts": artifacts, **record.extra})
 
     def _rel(self, p: Path) -> str:

@@ -6,7 +6,13 @@ import sys
 
 from rich.markup import escape
 
-from ghostq.cli import data_commands, data_tools, eval_commands, train_commands  # noqa: F401  (registers)
+from ghostq.cli import (  # noqa: F401  (importing registers the commands)
+    data_commands,
+    data_tools,
+    eval_commands,
+    predict_commands,
+    train_commands,
+)
 from ghostq.cli.app import app, console
 from ghostq.errors import GhostqError
 

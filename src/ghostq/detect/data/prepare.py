@@ -1,0 +1,92 @@
+"""From a config's `data` section to train / val records: generate the synthetic set on first use,
+load real formats, and split deterministically."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ghostq.config import Config
+from ghostq.detect.data.coco_json import dataset_to_coco
+from ghostq.detect.data.records import Dataset, ImageRecord
+from ghostq.errors import GhostqError
+
+
+@dataclass
+class DataSplits:
+    """Train and val records of one dataset, its classes, and the val ground truth as COCO json."""
+
+    train: list[ImageRecord]
+    val: list[ImageRecord]
+    classes: tuple[str, ...]
+    root: Path
+    format: str
+
+    def val_coco(self) -> dict[str, Any]:
+        """Ground truth of the val split in COCO form (image ids 1..N in val order)."""
+        return dataset_to_coco(Dataset(self.format, self.root, self.classes, self.val))
+
+
+def synthetic_root(cfg: Config) -> Path:
+    """Where the synthetic set of this config lives: `data.root`, else a folder named by its parameters."""
+    if cfg.data.root is not None:
+        return cfg.data.root
+    s = cfg.data.synthetic
+    return cfg.run.root / "_data" / f"synthetic-n{s.images}-s{s.size}-seed{s.seed}{'-ir' if s.ir else ''}"
+
+
+def ensure_synthetic(cfg: Config) -> Path:
+    """Generate the built-in synthetic set unless it is already complete; return its root."""
+    from ghostq.detect.data.synthetic import generate_synthetic
+
+    root = synthetic_root(cfg)
+    if (root / "annotations.json").is_file():
+        return root
+    s = cfg.data.synthetic
+    generate_synthetic(root, images=s.images, size=s.size, seed=s.seed, ir=s.ir)
+    return root
+
+
+def split_records(records: list[ImageRecord], val_frac: float, seed: int) -> tuple[list, list]:
+    """Deterministic split: records sorted by file name, permuted by `seed`, the first share is val."""
+    ordered = sorted(records, key=lambda r: r.file_name)
+    perm = np.random.default_rng(seed).permutation(len(ordered))
+    n_val = max(1, round(len(ordered) * val_frac)) if len(ordered) > 1 else 0
+    val_idx = set(perm[:n_val].tolist())
+    train = [r for i, r in enumerate(ordered) if i not in val_idx]
+    val = [r for i, r in enumerate(ordered) if i in val_idx]
+    return train, val
+
+
+def prepare_data(cfg: Config) -> DataSplits:
+    """Load (or generate) the dataset named by the config and split it into train and val."""
+    from ghostq.detect.data.formats import load_dataset
+
+    if cfg.data.format == "synthetic":
+        root, fmt = ensure_synthetic(cfg), "dota"
+    else:
+        root, fmt = Path(cfg.data.root), cfg.data.format  # type: ignore[arg-type]
+    if cfg.data.format == "synthetic":
+        from ghostq.detect.data.classes import SYNTHETIC
+
+        ds = load_dataset(fmt, root, classes=SYNTHETIC)
+    else:
+        ds = load_dataset(fmt, root)
+    if not ds.records:
+        raise GhostqError(f"{root}: the dataset holds no images")
+    if cfg.data.val_root is not None:
+        val_ds = load_dataset(fmt, cfg.data.val_root)
+        train, val = ds.records, val_ds.records
+    else:
+        train, val = split_records(ds.records, cfg.data.val_frac, cfg.run.seed)
+    if not train or not val:
+        raise GhostqError(f"{root}: need at least one train and one val image, got {len(train)} and {len(val)}")
+    if cfg.data.in_channels == 4:
+        missing = [r.file_name for r in train + val if r.ir_path is None]
+        if missing:
+            raise GhostqError(f"{root}: data.in_channels=4 needs an infrared image per record; "
+                              f"{len(missing)} have none (first: {missing[0]})")
+    return DataSplits(train, val, ds.classes, root, fmt)
