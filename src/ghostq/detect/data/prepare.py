@@ -39,14 +39,12 @@ def synthetic_root(cfg: Config) -> Path:
 
 
 def ensure_synthetic(cfg: Config) -> Path:
-    """Generate the built-in synthetic set unless it is already complete; return its root."""
-    from ghostq.detect.data.synthetic import generate_synthetic
+    """Generate the built-in synthetic set unless a complete one with the same parameters exists."""
+    from ghostq.detect.data import synthetic
 
     root = synthetic_root(cfg)
-    if (root / "annotations.json").is_file():
-        return root
     s = cfg.data.synthetic
-    generate_synthetic(root, images=s.images, size=s.size, seed=s.seed, ir=s.ir)
+    synthetic.ensure_synthetic(root, images=s.images, size=s.size, seed=s.seed, ir=s.ir)
     return root
 
 

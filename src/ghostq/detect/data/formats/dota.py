@@ -1,7 +1,7 @@
 """DOTA v1.0 / v1.5 labelTxt: `root/labelTxt/<stem>.txt` + `root/images/<stem>.png` (or .jpg/.tif/.bmp).
 
 A label file holds optional header lines (`imagesource:GoogleEarth`, `gsd:0.266`; the synthetic set writes
-`imagesource:ghostq`, `gsd:null`), then one object per line:
+`imagesource:ghostq-synthetic`, `gsd:0.3`), then one object per line:
 `x1 y1 x2 y2 x3 y3 x4 y4 class difficult` (the official devkit also takes 9 fields, difficult 0). CRLF or LF.
 The polygon is kept; the horizontal box is its min/max. Classes: DOTA v1.5 (a superset of v1.0).
 An infrared image with the same stem in `root/images_ir/` (what `ghostq data synth --ir` writes) becomes the
