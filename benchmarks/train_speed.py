@@ -20,7 +20,12 @@ from ghostq.atomic import atomic_write_json
 from ghostq.config import load_config
 from ghostq.detect.data.prepare import prepare_data
 from ghostq.detect.data.torch_dataset import DetectionDataset, collate_detection
-from ghostq.detect.train import augment_from_config, build_loss_from_config, build_model_from_config, make_optimizer
+from ghostq.detect.train import (
+    augment_from_config,
+    build_loss_from_config,
+    build_model_from_config,
+    make_optimizer,
+)
 from ghostq.runs import package_versions
 
 REPO = Path(__file__).resolve().parents[1]
@@ -34,10 +39,17 @@ def measure(cfg, splits, device: torch.device, steps: int, warmup: int) -> dict:
     opt = make_optimizer(model, cfg)
     amp = cfg.train.amp and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
-    ds = DetectionDataset(splits.train, img_size=cfg.data.img_size, in_channels=cfg.data.in_channels, train=True,
-                          augment=augment_from_config(cfg), seed=0)
-    loader = DataLoader(ds, batch_size=cfg.train.batch_size, shuffle=True, drop_last=True,
-                        collate_fn=collate_detection)
+    ds = DetectionDataset(
+        splits.train,
+        img_size=cfg.data.img_size,
+        in_channels=cfg.data.in_channels,
+        train=True,
+        augment=augment_from_config(cfg),
+        seed=0,
+    )
+    loader = DataLoader(
+        ds, batch_size=cfg.train.batch_size, shuffle=True, drop_last=True, collate_fn=collate_detection
+    )
     it, done, t0 = iter(loader), 0, 0.0
     for step in range(warmup + steps):
         if step == warmup:
@@ -64,10 +76,18 @@ def measure(cfg, splits, device: torch.device, steps: int, warmup: int) -> dict:
     if device.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - t0
-    return {"device": str(device), "amp": amp, "batch_size": cfg.train.batch_size, "img_size": cfg.data.img_size,
-            "backbone": cfg.model.backbone, "strides": cfg.model.strides, "steps": steps,
-            "images_per_s": round(done / seconds, 3), "step_ms": round(1000 * seconds / steps, 2),
-            "threads": torch.get_num_threads()}
+    return {
+        "device": str(device),
+        "amp": amp,
+        "batch_size": cfg.train.batch_size,
+        "img_size": cfg.data.img_size,
+        "backbone": cfg.model.backbone,
+        "strides": cfg.model.strides,
+        "steps": steps,
+        "images_per_s": round(done / seconds, 3),
+        "step_ms": round(1000 * seconds / steps, 2),
+        "threads": torch.get_num_threads(),
+    }
 
 
 def main() -> None:
@@ -82,11 +102,17 @@ def main() -> None:
     splits = prepare_data(cfg)
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
     results = [measure(cfg, splits, d, args.steps, args.warmup) for d in devices]
-    machine = {"cpu": platform.processor() or platform.machine(), "cores": torch.get_num_threads(),
-               "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None, **package_versions()}
+    machine = {
+        "cpu": platform.processor() or platform.machine(),
+        "cores": torch.get_num_threads(),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        **package_versions(),
+    }
     atomic_write_json(args.json, {"results": results, "machine": machine})
     for r in results:
-        print(f"{r['device']}: {r['images_per_s']} images/s ({r['step_ms']} ms/step, batch {r['batch_size']})")
+        print(
+            f"{r['device']}: {r['images_per_s']} images/s ({r['step_ms']} ms/step, batch {r['batch_size']})"
+        )
 
 
 if __name__ == "__main__":

@@ -38,12 +38,16 @@ class SynthConfig(Section):
 
 class DataConfig(Section):
     format: Literal["synthetic", "dota", "dior", "dior-r", "nwpu", "vedai", "coco"] = Field(
-        "synthetic", description="dataset format")
+        "synthetic", description="dataset format"
+    )
     root: Path | None = Field(None, description="dataset root (synthetic: generated here on first use)")
     val_root: Path | None = Field(None, description="separate validation root; else `val_frac` of `root`")
     val_frac: float = Field(0.2, gt=0.0, lt=1.0, description="share of images held out for validation")
     img_size: int = Field(320, ge=32, le=4096, description="square network input side in pixels")
     in_channels: Literal[3, 4] = Field(3, description="3 = RGB, 4 = RGB + infrared")
+    classes: list[str] | None = Field(
+        None, min_length=1, description="classes to train, in this order; objects of others are dropped"
+    )
     cache_images: bool = Field(True, description="keep decoded images in memory between epochs")
     workers: int = Field(0, ge=0, le=64, description="DataLoader worker processes")
     synthetic: SynthConfig = Field(default_factory=SynthConfig, description="built-in synthetic set")
@@ -71,14 +75,18 @@ class ModelConfig(Section):
     @field_validator("strides")
     @classmethod
     def _increasing(cls, v: list[int]) -> list[int]:
-        if sorted(set(v)) != list(v) or any(b != 2 * a for a, b in zip(v, v[1:])):
-            raise ValueError(f"strides must be consecutive powers of two, increasing (e.g. [4, 8, 16]), got {v}")
+        if sorted(set(v)) != list(v) or any(b != 2 * a for a, b in zip(v, v[1:], strict=False)):
+            raise ValueError(
+                f"strides must be consecutive powers of two, increasing (e.g. [4, 8, 16]), got {v}"
+            )
         return v
 
 
 class AugmentSection(Section):
     mosaic: float = Field(0.5, ge=0.0, le=1.0, description="probability of a 4-image mosaic")
-    flip: float = Field(0.5, ge=0.0, le=1.0, description="probability of each of the horizontal / vertical flips")
+    flip: float = Field(
+        0.5, ge=0.0, le=1.0, description="probability of each of the horizontal / vertical flips"
+    )
     rot90: float = Field(0.5, ge=0.0, le=1.0, description="probability of a random 90-degree rotation")
     hsv: float = Field(0.5, ge=0.0, le=1.0, description="probability of HSV jitter (RGB channels only)")
     scale: tuple[float, float] = Field((0.7, 1.3), description="random resize factor range")
@@ -110,11 +118,75 @@ class TrainConfig(Section):
     augment: AugmentSection = Field(default_factory=AugmentSection, description="augmentations")
 
 
+class LogitClipSection(Section):
+    p: Literal[2, "inf"] | None = Field(
+        None, description="norm clipped: 2 or inf; null: by head (2 for softmax C+1 as in the paper, inf for sigmoid)"
+    )
+    bound: float = Field(1.0, gt=0, description="d = 1/tau: the largest logit-vector p-norm kept")
+    mode: Literal["continuous", "official"] = Field(
+        "continuous", description="continuous z*min(1, d/|z|), or the authors' code (norm -> d once > 1/d)"
+    )
+
+    @field_validator("p", mode="before")
+    @classmethod
+    def _p_inf(cls, v: Any) -> Any:
+        if isinstance(v, float) and v == float("inf"):
+            return "inf"  # YAML .inf
+        return v
+
+    def p_for(self, head: str) -> float:
+        """p as a number (2.0 or inf) for a model with this head."""
+        p = self.p if self.p is not None else ("inf" if head == "sigmoid" else 2)
+        return float("inf") if p == "inf" else 2.0
+
+
+class OpenSetSection(Section):
+    method: Literal["odnl", "open_sampling"] = Field(
+        "odnl", description="odnl: uniform random labels; open_sampling: labels from the complementary prior"
+    )
+    eta: float = Field(1.0, ge=0, description="weight of the open-set term (ODNL eta, Open-sampling lambda)")
+    source: str = Field(
+        "synthetic", description="open-set patches: 'synthetic' distractors or a folder of image patches"
+    )
+    per_image: int = Field(3, ge=1, le=64, description="open-set patches pasted into each training image")
+
+
 class LossConfig(Section):
-    cls: Literal["varifocal", "bce", "ce"] = Field("varifocal", description="classification loss")
+    cls: Literal["varifocal", "bce", "ce", "gce", "sce", "nce_rce", "logitnorm"] = Field(
+        "varifocal",
+        description="classification loss (logitnorm = LogitNorm with bce (sigmoid) or ce (softmax))",
+    )
     box: Literal["giou", "ciou"] = Field("giou", description="box regression loss")
     cls_weight: float = Field(1.0, ge=0, description="weight of the classification loss")
     box_weight: float = Field(2.5, ge=0, description="weight of the box loss")
+    logitnorm_tau: float = Field(0.04, gt=0, description="LogitNorm temperature (cls: logitnorm)")
+    logit_clip: LogitClipSection | None = Field(
+        None, description="LogitClip the logits before the classification loss; null: off"
+    )
+    open_set: OpenSetSection | None = Field(
+        None, description="paste open-set objects with ODNL / Open-sampling labels; null: off"
+    )
+
+    @model_validator(mode="after")
+    def _compatible(self) -> LossConfig:
+        if self.logit_clip is not None and self.cls == "logitnorm":
+            raise ValueError(
+                "loss.logit_clip cannot be combined with loss.cls=logitnorm (both rescale the logits): "
+                "drop one of them"
+            )
+        return self
+
+
+# Heads each classification loss applies to (the registry of ghostq.detect.losses says the same).
+_LOSS_HEADS = {
+    "varifocal": ("sigmoid",),
+    "bce": ("sigmoid",),
+    "ce": ("softmax",),
+    "gce": ("sigmoid", "softmax"),
+    "sce": ("sigmoid", "softmax"),
+    "nce_rce": ("sigmoid", "softmax"),
+    "logitnorm": ("sigmoid", "softmax"),
+}
 
 
 class EvalConfig(Section):
@@ -133,10 +205,13 @@ class Config(Section):
 
     @model_validator(mode="after")
     def _head_matches_loss(self) -> Config:
-        if (self.model.head == "softmax") != (self.loss.cls == "ce"):
+        head = self.model.head
+        if head not in _LOSS_HEADS[self.loss.cls]:
+            fits = [k for k, heads in _LOSS_HEADS.items() if head in heads]
             raise ValueError(
-                f"loss.cls={self.loss.cls!r} does not fit model.head={self.model.head!r}: "
-                "use ce with softmax, varifocal or bce with sigmoid")
+                f"loss.cls={self.loss.cls!r} does not fit model.head={head!r}: "
+                f"with a {head} head use one of {', '.join(fits)}"
+            )
         return self
 
     @property
@@ -169,7 +244,9 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def apply_overrides(data: dict[str, Any], overrides: list[str], source: str = "command line") -> dict[str, Any]:
+def apply_overrides(
+    data: dict[str, Any], overrides: list[str], source: str = "command line"
+) -> dict[str, Any]:
     """Apply `a.b=c` overrides (value parsed as YAML) to a nested dict, returning a new dict."""
     out = json.loads(json.dumps(data, default=str))
     for item in overrides:
@@ -201,7 +278,9 @@ def format_validation_error(err: ValidationError, source: str) -> str:
             continue
         msg = e["msg"].removeprefix("Value error, ")
         value = e.get("input")
-        shown = isinstance(value, (str, int, float, bool)) and len(repr(value)) < 60 and repr(value) not in msg
+        shown = (
+            isinstance(value, (str, int, float, bool)) and len(repr(value)) < 60 and repr(value) not in msg
+        )
         problems.append(f"{key}: {msg}" + (f" (got {value!r})" if shown else ""))
     return f"{source}: " + "; ".join(problems)
 

@@ -97,7 +97,7 @@ def test_bad_dets_exit_2_one_line(files, tmp_path: Path, monkeypatch, capsys) ->
     ("args", "message"),
     [
         (["--metric", "map"], "unknown --metric 'map'"),
-        ([], "needs both --gt GT.json and --dets DETS.json"),
+        ([], "needs --gt GT.json and --dets DETS.json, or CONFIG --model PATH"),
     ],
 )
 def test_usage_errors_exit_2(files, monkeypatch, capsys, args: list[str], message: str) -> None:

@@ -1,8 +1,7 @@
-"""`ghostq eval`: score a detections file against a ground truth (COCO or Pascal VOC metrics).
+"""`ghostq eval`: score detections against a ground truth (COCO or Pascal VOC metrics).
 
-Only the file mode (`--gt` + `--dets`) exists today. Evaluating a checkpoint (`CONFIG --model PATH`) comes
-with `ghostq train`: it will produce the detections in-process, then take the same `evaluate` + `_report`
-path.
+Two modes: a detections file (`--gt` + `--dets`), or a checkpoint on the config's val split
+(`CONFIG --model PATH`), whose detections are produced in-process and then take the same path.
 """
 
 from __future__ import annotations
@@ -20,6 +19,11 @@ from ghostq.errors import GhostqError
 
 @app.command("eval")
 def eval_command(
+    config: Path | None = typer.Argument(None, help="experiment YAML whose val split scores --model"),
+    overrides: list[str] | None = typer.Argument(None, help="dotted config overrides, e.g. data.root=/data"),
+    model: Path | None = typer.Option(
+        None, "--model", help="checkpoint to evaluate (runs/<name>/fp/best.pt)"
+    ),
     gt: Path | None = typer.Option(
         None, "--gt", help="Ground truth as COCO json (`ghostq data convert` writes it)."
     ),
@@ -35,13 +39,43 @@ def eval_command(
     metric = metric.lower()
     if metric not in METRICS:  # checked here, before any file is read
         raise GhostqError(f"unknown --metric {metric!r}: choose one of {', '.join(METRICS)}")
-    if gt is None or dets is None:
-        raise GhostqError("ghostq eval needs both --gt GT.json and --dets DETS.json")
-    result = evaluate(gt, dets, metric=metric)
-    _report(result, title=f"{metric}: {dets.name} vs {gt.name}")
+    if config is not None or model is not None:
+        if config is None or model is None or gt is not None or dets is not None:
+            raise GhostqError("evaluate a model with `ghostq eval CONFIG --model PATH` (no --gt / --dets)")
+        result = _evaluate_model(config, overrides or [], model, metric)
+        title = f"{metric}: {model} on the val split of {config.name}"
+    elif gt is None or dets is None:
+        raise GhostqError("ghostq eval needs --gt GT.json and --dets DETS.json, or CONFIG --model PATH")
+    else:
+        result = evaluate(gt, dets, metric=metric)
+        title = f"{metric}: {dets.name} vs {gt.name}"
+    _report(result, title=title)
     if json_out is not None:
         atomic_write_json(json_out, _json_result(result))
         console.print(f"wrote {json_out}", highlight=False)
+
+
+def _evaluate_model(config: Path, overrides: list[str], model: Path, metric: str) -> dict[str, Any]:
+    """Detections of the checkpoint on the config's val split, scored with `metric`."""
+    import torch
+
+    from ghostq.config import load_config
+    from ghostq.detect.checkpoint import load_detector
+    from ghostq.detect.data.prepare import prepare_data
+    from ghostq.detect.evaluate import evaluate
+    from ghostq.detect.inference import make_eval_loader, predict_loader
+
+    cfg = load_config(config, overrides)
+    net, payload = load_detector(model)
+    splits = prepare_data(cfg)
+    if list(payload["classes"]) != list(splits.classes):
+        raise GhostqError(
+            f"{model}: trained on classes {payload['classes']}, the config's data has {splits.classes}"
+        )
+    loader = make_eval_loader(splits.val, cfg.data.img_size, cfg.data.in_channels, workers=cfg.data.workers)
+    with console.status(f"detecting on {len(splits.val)} val images"):
+        dets = predict_loader(net, loader, cfg.eval, torch.device("cpu"))
+    return evaluate(splits.val_coco(), dets, metric=metric)
 
 
 def _json_result(result: dict[str, Any]) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Checkpoints: plain data (tensors, numbers, strings, dicts), saved atomically, loaded with weights_only=True.
+"""Checkpoints: plain data (tensors, numbers, strings, dicts), saved atomically, loaded weights_only=True.
 
 A checkpoint never holds code: the model is rebuilt from the config stored in it.
 """

@@ -9,7 +9,7 @@ most of it, and in NMS an uncut box always ranks before a cut one.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,10 @@ class ImageDetections:
     scores: np.ndarray
     labels: np.ndarray
 
+    def rows(self) -> Iterator[tuple[list[float], float, int]]:
+        """(xyxy, score, class id) per detection."""
+        return zip(self.boxes.tolist(), self.scores.tolist(), self.labels.astype(int).tolist(), strict=True)
+
 
 def list_images(inputs: Iterable[str | Path]) -> list[Path]:
     """Image files named directly or found (sorted) in the folders given."""
@@ -67,9 +71,16 @@ def _windows(width: int, height: int, tile: int | None, overlap: int) -> list[tu
 
 
 @torch.no_grad()
-def detect_image(model: torch.nn.Module, image: np.ndarray, img_size: int, eval_cfg: EvalConfig,
-                 tile: int | None = None, overlap: int = 200, batch_size: int = 8,
-                 device: torch.device | str = "cpu") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def detect_image(
+    model: torch.nn.Module,
+    image: np.ndarray,
+    img_size: int,
+    eval_cfg: EvalConfig,
+    tile: int | None = None,
+    overlap: int = 200,
+    batch_size: int = 8,
+    device: torch.device | str = "cpu",
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Detect on one H x W x C uint8 image, tile by tile; returns boxes, scores, labels in image pixels."""
     model.eval()
     height, width = image.shape[:2]
@@ -77,22 +88,32 @@ def detect_image(model: torch.nn.Module, image: np.ndarray, img_size: int, eval_
     head = getattr(model, "head_type", "sigmoid")
     all_boxes, all_scores, all_labels, all_cut = [], [], [], []
     for start in range(0, len(windows), batch_size):
-        chunk = windows[start:start + batch_size]
+        chunk = windows[start : start + batch_size]
         batch, metas = [], []
         for x0, y0, x1, y1 in chunk:
             sample, ratio, pad = letterbox(Sample(np.ascontiguousarray(image[y0:y1, x0:x1])), img_size)
             batch.append(torch.from_numpy(sample.image).permute(2, 0, 1))
             metas.append((ratio, pad))
         x = torch.stack(batch).float().div_(255.0).to(device)
-        dets = postprocess(model(x), score_threshold=eval_cfg.score_threshold, iou_threshold=eval_cfg.iou_threshold,
-                           max_det=eval_cfg.max_det, head=head, image_size=(img_size, img_size))
-        for det, (ratio, pad), (x0, y0, x1, y1) in zip(dets, metas, chunk):
+        dets = postprocess(
+            model(x),
+            score_threshold=eval_cfg.score_threshold,
+            iou_threshold=eval_cfg.iou_threshold,
+            max_det=eval_cfg.max_det,
+            head=head,
+            image_size=(img_size, img_size),
+        )
+        for det, (ratio, pad), (x0, y0, x1, y1) in zip(dets, metas, chunk, strict=True):
             boxes = scale_boxes_to_original(det.boxes.float().cpu(), ratio, pad)
             boxes[:, 0::2] = boxes[:, 0::2].clamp(0, x1 - x0) + x0
             boxes[:, 1::2] = boxes[:, 1::2].clamp(0, y1 - y0) + y0
             cut = torch.zeros(len(boxes), dtype=torch.bool)
-            for edge, coord, is_interior in ((x0, boxes[:, 0], x0 > 0), (y0, boxes[:, 1], y0 > 0),
-                                             (x1, boxes[:, 2], x1 < width), (y1, boxes[:, 3], y1 < height)):
+            for edge, coord, is_interior in (
+                (x0, boxes[:, 0], x0 > 0),
+                (y0, boxes[:, 1], y0 > 0),
+                (x1, boxes[:, 2], x1 < width),
+                (y1, boxes[:, 3], y1 < height),
+            ):
                 if is_interior:
                     cut |= (coord - edge).abs() <= EDGE_MARGIN
             all_boxes.append(boxes)
@@ -128,13 +149,20 @@ def _drop_cut_pieces(boxes: torch.Tensor, labels: torch.Tensor, cut: torch.Tenso
     return torch.nonzero(~(cut & covered)).squeeze(1)
 
 
-def coco_results(dets: list[ImageDetections]) -> list[dict[str, Any]]:
-    """COCO results list (image_id = position + 1, category_id = class + 1, bbox xywh) with file names."""
+def coco_results(dets: list[ImageDetections], with_file_name: bool = True) -> list[dict[str, Any]]:
+    """COCO results (image_id = position + 1, category_id = class + 1, bbox xywh), file names optional."""
     out = []
     for image_id, d in enumerate(dets, start=1):
-        for (x1, y1, x2, y2), score, label in zip(d.boxes.tolist(), d.scores.tolist(), d.labels.tolist()):
-            out.append({"image_id": image_id, "file_name": d.file_name, "category_id": int(label) + 1,
-                        "bbox": [x1, y1, x2 - x1, y2 - y1], "score": float(score)})
+        for (x1, y1, x2, y2), score, label in d.rows():
+            row = {
+                "image_id": image_id,
+                "category_id": label + 1,
+                "bbox": [x1, y1, x2 - x1, y2 - y1],
+                "score": score,
+            }
+            if with_file_name:
+                row["file_name"] = d.file_name
+            out.append(row)
     return out
 
 
@@ -143,7 +171,7 @@ def write_dota_results(dets: list[ImageDetections], classes: tuple[str, ...], ou
     lines: dict[int, list[str]] = {}
     for d in dets:
         stem = Path(d.file_name).stem
-        for (x1, y1, x2, y2), score, label in zip(d.boxes.tolist(), d.scores.tolist(), d.labels.tolist()):
+        for (x1, y1, x2, y2), score, label in d.rows():
             lines.setdefault(int(label), []).append(f"{stem} {score:.4f} {x1:.1f} {y1:.1f} {x2:.1f} {y2:.1f}")
     paths = []
     for label, rows in sorted(lines.items()):
@@ -154,16 +182,27 @@ def write_dota_results(dets: list[ImageDetections], classes: tuple[str, ...], ou
     return paths
 
 
-def draw_detections(image: np.ndarray, det: ImageDetections, classes: tuple[str, ...], path: Path,
-                    min_score: float = 0.3) -> Path:
+def draw_detections(
+    image: np.ndarray, det: ImageDetections, classes: tuple[str, ...], path: Path, min_score: float = 0.3
+) -> Path:
     """PNG of the image (RGB channels) with class-coloured boxes and labels above `min_score`."""
     from PIL import Image, ImageDraw
 
     im = Image.fromarray(np.ascontiguousarray(image[..., :3]))
     draw = ImageDraw.Draw(im)
-    palette = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180),
-               (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212)]
-    for (x1, y1, x2, y2), score, label in zip(det.boxes.tolist(), det.scores.tolist(), det.labels.tolist()):
+    palette = [
+        (230, 25, 75),
+        (60, 180, 75),
+        (255, 225, 25),
+        (0, 130, 200),
+        (245, 130, 48),
+        (145, 30, 180),
+        (70, 240, 240),
+        (240, 50, 230),
+        (210, 245, 60),
+        (250, 190, 212),
+    ]
+    for (x1, y1, x2, y2), score, label in det.rows():
         if score < min_score:
             continue
         color = palette[int(label) % len(palette)]
@@ -174,10 +213,20 @@ def draw_detections(image: np.ndarray, det: ImageDetections, classes: tuple[str,
     return path
 
 
-def predict_paths(model: torch.nn.Module, paths: list[Path], classes: tuple[str, ...], img_size: int,
-                  in_channels: int, eval_cfg: EvalConfig, out_dir: Path, tile: int | None = None,
-                  overlap: int = 200, device: torch.device | str = "cpu", progress: Any = None) -> dict[str, Any]:
-    """Detect on every image, write `<stem>.png` with boxes, `detections.json` (COCO results) and DOTA files."""
+def predict_paths(
+    model: torch.nn.Module,
+    paths: list[Path],
+    classes: tuple[str, ...],
+    img_size: int,
+    in_channels: int,
+    eval_cfg: EvalConfig,
+    out_dir: Path,
+    tile: int | None = None,
+    overlap: int = 200,
+    device: torch.device | str = "cpu",
+    progress: Any = None,
+) -> dict[str, Any]:
+    """Detect on every image; write `<stem>.png` with boxes, `detections.json` (COCO results), DOTA files."""
     from ghostq.detect.data.image_io import load_image, load_ir
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -197,17 +246,26 @@ def predict_paths(model: torch.nn.Module, paths: list[Path], classes: tuple[str,
     atomic_write_json(out_dir / "detections.json", coco)
     dota_dir = out_dir / "dota"
     dota_files = write_dota_results(results, classes, dota_dir)
-    return {"images": len(results), "detections": len(coco), "json": str(out_dir / "detections.json"),
-            "dota": [str(p) for p in dota_files]}
+    return {
+        "images": len(results),
+        "detections": len(coco),
+        "json": str(out_dir / "detections.json"),
+        "dota": [str(p) for p in dota_files],
+    }
 
 
 def _find_ir(path: Path) -> Path:
     """The infrared partner of an RGB image: VEDAI `_co` -> `_ir`, else `<stem>_ir<suffix>` beside it."""
     from ghostq.errors import GhostqError
 
-    candidates = [path.with_name(path.name.replace("_co", "_ir")), path.with_name(f"{path.stem}_ir{path.suffix}")]
+    candidates = [
+        path.with_name(path.name.replace("_co", "_ir")),
+        path.with_name(f"{path.stem}_ir{path.suffix}"),
+    ]
     for c in candidates:
         if c != path and c.is_file():
             return c
-    raise GhostqError(f"{path}: a 4-channel model needs the infrared image beside it (looked for "
-                      f"{', '.join(c.name for c in candidates)})")
+    raise GhostqError(
+        f"{path}: a 4-channel model needs the infrared image beside it (looked for "
+        f"{', '.join(c.name for c in candidates)})"
+    )

@@ -3,7 +3,8 @@ load real formats, and split deterministically."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -73,18 +74,64 @@ def prepare_data(cfg: Config) -> DataSplits:
         ds = load_dataset(fmt, root, classes=SYNTHETIC)
     else:
         ds = load_dataset(fmt, root)
+    if cfg.data.classes is not None:
+        ds = select_classes(ds, tuple(cfg.data.classes))
     if not ds.records:
         raise GhostqError(f"{root}: the dataset holds no images")
     if cfg.data.val_root is not None:
         val_ds = load_dataset(fmt, cfg.data.val_root)
+        if cfg.data.classes is not None:
+            val_ds = select_classes(val_ds, tuple(cfg.data.classes))
         train, val = ds.records, val_ds.records
     else:
         train, val = split_records(ds.records, cfg.data.val_frac, cfg.run.seed)
     if not train or not val:
-        raise GhostqError(f"{root}: need at least one train and one val image, got {len(train)} and {len(val)}")
+        raise GhostqError(
+            f"{root}: need at least one train and one val image, got {len(train)} and {len(val)}"
+        )
     if cfg.data.in_channels == 4:
         missing = [r.file_name for r in train + val if r.ir_path is None]
         if missing:
-            raise GhostqError(f"{root}: data.in_channels=4 needs an infrared image per record; "
-                              f"{len(missing)} have none (first: {missing[0]})")
+            raise GhostqError(
+                f"{root}: data.in_channels=4 needs an infrared image per record; "
+                f"{len(missing)} have none (first: {missing[0]})"
+            )
     return DataSplits(train, val, ds.classes, root, fmt)
+
+
+def select_classes(ds: Dataset, classes: tuple[str, ...]) -> Dataset:
+    """Keep the objects of `classes` (case-insensitive), re-indexed in that order; drop the others."""
+    known = {name.lower(): i for i, name in enumerate(ds.classes)}
+    unknown = [c for c in classes if c.lower() not in known]
+    if unknown:
+        raise GhostqError(
+            f"data.classes: {unknown} are not classes of {ds.format} (known: {', '.join(ds.classes)})"
+        )
+    remap = np.full(len(ds.classes), -1, dtype=np.int64)
+    for new, name in enumerate(classes):
+        remap[known[name.lower()]] = new
+    records = []
+    for rec in ds.records:
+        new_labels = remap[rec.labels]
+        keep = new_labels >= 0
+        records.append(
+            replace(
+                rec,
+                boxes=rec.boxes[keep],
+                labels=new_labels[keep],
+                difficult=rec.difficult[keep],
+                polygons=rec.polygons[keep] if rec.polygons is not None else None,
+            )
+        )
+    return Dataset(ds.format, ds.root, classes, records, ds.missing)
+
+
+def data_fingerprint(splits: DataSplits) -> str:
+    """sha256 over every record's annotation file and image (path, size, mtime): changes when the data does."""
+    h = hashlib.sha256()
+    for rec in sorted(splits.train + splits.val, key=lambda r: str(r.path)):
+        for p in (rec.path, rec.ir_path, rec.ann_path):
+            if p is not None and Path(p).exists():
+                st = Path(p).stat()
+                h.update(f"{p}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
