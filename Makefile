@@ -13,9 +13,10 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/ghostq data synth --out runs/demo-data --images 8 --size 512
-	@echo "(issue 7 adds 'ghostq run configs/demo.yaml'; today the demo builds the synthetic set and checks it)"
-	$(BIN)/ghostq data check --format dota --root runs/demo-data
+	$(BIN)/ghostq train configs/demo.yaml
+	$(BIN)/ghostq eval configs/demo.yaml --model runs/demo/fp/best.pt --metric voc07 --json runs/demo/fp/eval_voc07.json
+	$(BIN)/ghostq predict $$(ls runs/_data/synthetic-*/images/*.png | head -n 4) --model runs/demo/fp/best.pt \
+		--out runs/demo/predict --score 0.3
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
