@@ -101,3 +101,24 @@ def test_vedai_four_channel_model_trains_a_step(tmp_path: Path, rs_samples: Path
     metrics = json.loads((tmp_path / "vedai" / "fp" / "metrics.json").read_text())
     assert metrics["epochs_done"] == 1 and metrics["num_train"] == 1 and metrics["num_val"] == 1
     assert all(v == v for v in (metrics["history"][0]["loss"],))  # finite, not NaN
+
+
+def test_config_typo_is_one_line_error_before_any_work(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    cmd = [
+        sys.executable,
+        "-m",
+        "ghostq",
+        "train",
+        str(REPO / "configs" / "smoke.yaml"),
+        "train.epoch=3",
+        f"run.root={tmp_path}",
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "smoke.yaml: train.epoch: unknown key" in lines[0]
+    assert "Traceback" not in proc.stderr
+    assert not any(tmp_path.iterdir())  # nothing was generated or written

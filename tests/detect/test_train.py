@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import socket
 from pathlib import Path
@@ -21,8 +22,16 @@ REPO = Path(__file__).resolve().parents[2]
 
 def tiny_config(root: Path, name: str, *extra: str) -> Config:
     """configs/smoke.yaml made smaller still, written under `root`, with extra dotted overrides."""
-    overrides = [f"run.root={root}", f"run.name={name}", "data.synthetic.images=12", "data.img_size=96",
-                 "data.synthetic.size=96", "train.batch_size=4", "train.threads=1", *extra]
+    overrides = [
+        f"run.root={root}",
+        f"run.name={name}",
+        "data.synthetic.images=12",
+        "data.img_size=96",
+        "data.synthetic.size=96",
+        "train.batch_size=4",
+        "train.threads=1",
+        *extra,
+    ]
     return load_config(REPO / "configs" / "smoke.yaml", overrides)
 
 
@@ -81,8 +90,13 @@ def _free_port() -> int:
 
 
 def _ddp_worker(rank: int, world: int, port: int, root: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
-                      LOCAL_RANK=str(rank))
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        WORLD_SIZE=str(world),
+        LOCAL_RANK=str(rank),
+    )
     from ghostq.detect.distributed import DistInfo, cleanup_distributed
 
     cfg = tiny_config(Path(root), "ddp")
@@ -100,3 +114,22 @@ def test_ddp_two_gloo_processes_end_identical(tmp_path: Path) -> None:
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
     assert (tmp_path / "ddp" / "fp" / "best.pt").is_file()
+
+
+@pytest.mark.parametrize(("head", "cls_loss"), [("sigmoid", "bce"), ("softmax", "ce")])
+def test_both_heads_train(tmp_path: Path, head: str, cls_loss: str) -> None:
+    cfg = tiny_config(
+        tmp_path,
+        head,
+        "train.epochs=3",
+        f"model.head={head}",
+        f"loss.cls={cls_loss}",
+        "train.augment.mosaic=0",
+        "train.lr=0.004",
+    )
+    result = train(cfg, show_progress=False)
+    losses = [row["loss"] for row in result.metrics["history"]]
+    assert all(math.isfinite(v) for v in losses)
+    assert losses[-1] < losses[0]  # it learns
+    assert result.model.head_type == head
+    assert result.model(torch.rand(1, 3, 96, 96)).cls_logits.shape[-1] == 5 + (head == "softmax")
