@@ -31,8 +31,9 @@ class BrightBlobDetector(torch.nn.Module):
             else:
                 boxes.append(torch.zeros(4))
                 logits.append(torch.tensor([-20.0]))
-        return DetectorOutput(torch.stack(logits)[:, None, :], torch.stack(boxes)[:, None, :],
-                              torch.zeros(1, 2), torch.ones(1))
+        return DetectorOutput(
+            torch.stack(logits)[:, None, :], torch.stack(boxes)[:, None, :], torch.zeros(1, 2), torch.ones(1)
+        )
 
 
 def _scene(width: int, height: int, box: tuple[int, int, int, int]) -> np.ndarray:
@@ -55,8 +56,9 @@ def test_object_across_tile_border_is_one_detection() -> None:
 
 def test_without_tiling_whole_image_is_seen() -> None:
     box = (10, 20, 50, 60)
-    boxes, _, _ = detect_image(BrightBlobDetector(), _scene(200, 100, box), 256,
-                               EvalConfig(score_threshold=0.5))
+    boxes, _, _ = detect_image(
+        BrightBlobDetector(), _scene(200, 100, box), 256, EvalConfig(score_threshold=0.5)
+    )
     np.testing.assert_allclose(boxes[0], box, atol=1.5)
 
 
@@ -64,8 +66,17 @@ def test_predict_paths_writes_png_coco_and_dota(tmp_path: Path) -> None:
     img_dir = tmp_path / "imgs"
     img_dir.mkdir()
     Image.fromarray(_scene(300, 200, (100, 50, 140, 90))).save(img_dir / "scene1.png")
-    summary = predict_paths(BrightBlobDetector(), list_images([img_dir]), ("car",), 128, 3,
-                            EvalConfig(score_threshold=0.5), tmp_path / "out", tile=128, overlap=48)
+    summary = predict_paths(
+        BrightBlobDetector(),
+        list_images([img_dir]),
+        ("car",),
+        128,
+        3,
+        EvalConfig(score_threshold=0.5),
+        tmp_path / "out",
+        tile=128,
+        overlap=48,
+    )
     assert summary["images"] == 1 and summary["detections"] == 1
     coco = json.loads((tmp_path / "out" / "detections.json").read_text())
     assert coco[0]["file_name"] == "scene1.png" and coco[0]["category_id"] == 1

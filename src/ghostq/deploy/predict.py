@@ -1,0 +1,78 @@
+"""Tiled prediction with a deployed runtime (ONNX Runtime, TensorRT engine), numpy only.
+
+The same procedure as the PyTorch path (:mod:`ghostq.detect.predict`), sharing its torch-free parts
+(:mod:`ghostq.detect.tiled`): DOTA_devkit tile windows, per-tile training letterbox, detections shifted back to
+image pixels, class-wise NMS across tiles where an uncut box ranks before a cut piece, cut pieces covered by an
+uncut same-class box dropped; a PNG with boxes per image, COCO-results json and DOTA Task2 files.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ghostq.deploy.preprocess import preprocess
+from ghostq.deploy.runtimes import Runtime
+from ghostq.detect.tiled import list_images, merge_tiles, predict_files, prediction_windows, to_image_frame
+
+__all__ = ["detect_image", "list_images", "predict_paths"]
+
+
+def detect_image(
+    runtime: Runtime,
+    image: np.ndarray,
+    tile: int | None = None,
+    overlap: int = 200,
+    batch_size: int = 8,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Detect on one H x W x C uint8 image, tile by tile; boxes [K, 4], scores [K], labels [K] in image pixels.
+    Thresholds are the runtime's ``decode`` settings. A graph with a fixed batch gets chunks of exactly that
+    size (the last one padded with copies, their detections ignored)."""
+    info = runtime.info
+    if image.ndim != 3 or image.shape[2] != info.in_channels:
+        raise ValueError(f"{info.path.name} takes {info.in_channels}-channel images, got shape {image.shape}")
+    height, width = image.shape[:2]
+    windows = prediction_windows(width, height, tile, overlap)
+    step = info.batch or batch_size
+    all_boxes, all_scores, all_labels, all_cut = [], [], [], []
+    for start in range(0, len(windows), step):
+        chunk = windows[start : start + step]
+        crops = [np.ascontiguousarray(image[y0:y1, x0:x1]) for x0, y0, x1, y1 in chunk]
+        if info.batch is not None:
+            crops += [crops[-1]] * (step - len(crops))
+        batch, placements = preprocess(crops, info.img_size)
+        dets = runtime.infer(batch)
+        for det, lb, window in zip(dets, placements, chunk, strict=False):
+            boxes, cut = to_image_frame(det.boxes, lb.ratio, lb.pad, window, width, height)
+            all_boxes.append(boxes)
+            all_scores.append(det.scores)
+            all_labels.append(det.labels)
+            all_cut.append(cut)
+    boxes, scores = np.concatenate(all_boxes), np.concatenate(all_scores)
+    labels, cut = np.concatenate(all_labels), np.concatenate(all_cut)
+    if len(windows) > 1:
+        s = runtime.decode
+        boxes, scores, labels = merge_tiles(boxes, scores, labels, cut, s.iou_threshold, s.max_det)
+    return boxes, scores, labels
+
+
+def predict_paths(
+    runtime: Runtime,
+    paths: list[Path],
+    out_dir: Path,
+    tile: int | None = None,
+    overlap: int = 200,
+    batch_size: int = 8,
+    progress: Callable[[], Any] | None = None,
+) -> dict[str, Any]:
+    """Detect on every image; write `<stem>.png` with boxes, `detections.json` (COCO results), DOTA files."""
+    info = runtime.info
+
+    def detect(image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return detect_image(runtime, image, tile, overlap, batch_size)
+
+    summary = predict_files(detect, paths, info.classes, info.in_channels, out_dir, progress=progress)
+    return {**summary, "backend": runtime.backend, "model": str(info.path)}
