@@ -14,7 +14,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from ghostq.compress.config import CompressConfig
 from ghostq.errors import ConfigError
+from ghostq.export.config import ExportConfig
 
 
 class Section(BaseModel):
@@ -195,6 +197,15 @@ class EvalConfig(Section):
     max_det: int = Field(300, ge=1, description="detections kept per image")
 
 
+class BenchConfig(Section):
+    backend: Literal["ort-cpu", "ort-cuda", "ort-trt"] = Field("ort-cpu", description="runtime timed by `ghostq run`")
+    batches: list[int] = Field([1, 4], min_length=1, description="batch sizes timed")
+    warmup: int = Field(10, ge=0, description="untimed runs per batch size first")
+    iters: int = Field(50, ge=1, description="timed runs per batch size and model")
+    threads: int = Field(0, ge=0, description="runtime CPU threads; 0 = every core")
+    samples: int = Field(4, ge=0, description="val images drawn with predictions for the report")
+
+
 class Config(Section):
     run: RunConfig = Field(default_factory=RunConfig)
     data: DataConfig = Field(default_factory=DataConfig)
@@ -202,6 +213,9 @@ class Config(Section):
     train: TrainConfig = Field(default_factory=TrainConfig)
     loss: LossConfig = Field(default_factory=LossConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+    compress: CompressConfig = Field(default_factory=CompressConfig)
+    export: ExportConfig = Field(default_factory=ExportConfig)
+    bench: BenchConfig = Field(default_factory=BenchConfig)
 
     @model_validator(mode="after")
     def _head_matches_loss(self) -> Config:

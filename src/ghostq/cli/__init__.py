@@ -7,10 +7,14 @@ import sys
 from rich.markup import escape
 
 from ghostq.cli import (  # noqa: F401  (importing registers the commands)
+    bench_commands,
+    compress_commands,
     data_commands,
     data_tools,
     eval_commands,
+    export_commands,
     predict_commands,
+    run_commands,
     train_commands,
 )
 from ghostq.cli.app import app, console

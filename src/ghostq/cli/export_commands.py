@@ -1,0 +1,93 @@
+"""`ghostq export`: ONNX files (FP32, FP16, INT8 Q/DQ), verify.json, trtexec.sh, TensorRT engines; and
+`ghostq export --check FILE.onnx`: the TensorRT Q/DQ lint (non-zero exit on any violation)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.markup import escape
+
+from ghostq.cli.app import app, console
+from ghostq.errors import GhostqError
+
+
+@app.command("export")
+def export_command(
+    config: Path | None = typer.Argument(None, help="experiment YAML (e.g. configs/demo.yaml)"),
+    overrides: list[str] | None = typer.Argument(None, help="dotted overrides, e.g. export.fp16=false"),
+    check: Path | None = typer.Option(
+        None, "--check", help="only lint FILE.onnx against TensorRT's explicit-quantization rules"
+    ),
+    nms: str | None = typer.Option(
+        None, "--nms", help="add NMS files: onnx (NonMaxSuppression) or trt (EfficientNMS_TRT)"
+    ),
+    force: bool = typer.Option(False, "--force", help="re-export even when export/ is current"),
+) -> None:
+    """Export the trained (and compressed) detector; writes runs/<name>/export/."""
+    if check is not None:
+        if config is not None:
+            raise GhostqError("use either `ghostq export --check FILE.onnx` or `ghostq export CONFIG`")
+        raise typer.Exit(_check(check))
+    if config is None:
+        raise GhostqError("ghostq export needs CONFIG (or --check FILE.onnx)")
+    if nms is not None and nms not in ("onnx", "trt"):
+        raise GhostqError(f"unknown --nms {nms!r}: choose onnx or trt")
+    from ghostq.export.pipeline import run_export
+
+    cfg, ecfg = load_export_config(config, overrides or [])
+    with console.status("exporting"):
+        result = run_export(cfg, ecfg, nms=nms, force=force)
+    if result.skipped:
+        console.print(f"export: {result.out_dir} is current (same config and checkpoints); --force re-exports")
+    for msg in result.messages:
+        console.print(escape(msg), highlight=False, soft_wrap=True)
+    _report(result.verify)
+    console.print(f"wrote {result.out_dir}", highlight=False)
+
+
+def load_export_config(path: Path, overrides: list[str]) -> tuple[Any, Any]:
+    """The Config and its export section."""
+    from ghostq.config import load_config
+
+    cfg = load_config(path, overrides)
+    return cfg, cfg.export
+
+
+def _check(path: Path) -> int:
+    from ghostq.export.qdq_lint import lint_file
+
+    violations = lint_file(path)
+    for v in violations:
+        console.print(escape(str(v)), highlight=False, soft_wrap=True)
+    if violations:
+        rules = sorted({v.rule for v in violations})
+        console.print(f"[red]{path}: {len(violations)} violation(s) of TensorRT's Q/DQ rules "
+                      f"({', '.join(rules)})[/red]", highlight=False)
+        return 1
+    console.print(f"{path}: passes TensorRT's Q/DQ rules", highlight=False)
+    return 0
+
+
+def _report(verify: dict[str, Any] | None) -> None:
+    if not verify:
+        return
+    from rich.table import Table
+
+    table = Table(title="export/verify.json")
+    for col in ("file", "checker", "max |d| scores", "max |d| boxes/stride", "mAP50 onnx", "mAP50 torch", "lint"):
+        table.add_column(col)
+    for name, r in verify["files"].items():
+        d = r.get("max_abs_diff") or {}
+        lint = r.get("lint")
+        table.add_row(
+            name, r.get("checker", ""), _f(d.get("scores")), _f(d.get("boxes_per_stride")),
+            _f(r.get("mAP50_onnx")), _f(r.get("mAP50_torch")),
+            "" if lint is None else ("pass" if lint["passed"] else f"{len(lint['violations'])} violations"),
+        )
+    console.print(table)
+
+
+def _f(v: Any) -> str:
+    return "" if v is None else f"{v:.4g}"

@@ -1,0 +1,35 @@
+"""`ghostq run` and `ghostq report`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from ghostq.cli.app import app, console
+
+
+@app.command("run")
+def run_command(
+    config: Path = typer.Argument(..., help="experiment YAML (e.g. configs/demo.yaml)"),
+    overrides: list[str] = typer.Argument(None, help="dotted overrides, e.g. train.epochs=3"),
+    force: bool = typer.Option(False, "--force", help="rerun every stage even when current"),
+) -> None:
+    """Every stage in order (train, compress, export + verify, bench, report), skipping finished ones."""
+    from ghostq.config import load_config
+    from ghostq.pipeline import run_pipeline
+
+    cfg = load_config(config, overrides or [])
+    summary = run_pipeline(cfg, force=force, say=lambda msg: console.print(msg, highlight=False))
+    console.print(f"report: {summary['report']}", highlight=False)
+
+
+@app.command("report")
+def report_command(run_dir: Path = typer.Argument(..., help="run folder, e.g. runs/demo")) -> None:
+    """Write report.md (+ PNG charts) from a run folder's JSON artifacts."""
+    from ghostq.deploy.report import write_report
+    from ghostq.errors import GhostqError
+
+    if not (run_dir / "manifest.json").is_file():
+        raise GhostqError(f"{run_dir}: not a ghostq run folder (no manifest.json)")
+    console.print(f"wrote {write_report(run_dir)}", highlight=False)

@@ -1,0 +1,78 @@
+"""The `export` config section (pydantic, no torch): which ONNX files, NMS, INT8 scales, TensorRT build.
+
+Every default lives here with a one-line description; `ghostq export --help` and the README reuse them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class NMSSection(_Section):
+    kind: Literal["none", "onnx", "trt"] = Field(
+        "none", description="none: raw scores/boxes; onnx: NonMaxSuppression + gather; trt: EfficientNMS_TRT plugin"
+    )
+    score_threshold: float = Field(0.25, ge=0, le=1, description="candidates need a score above this")
+    iou_threshold: float = Field(0.6, gt=0, le=1, description="class-wise NMS IoU threshold")
+    max_per_class: int = Field(100, ge=1, description="onnx NMS: boxes kept per class and image")
+    max_det: int = Field(100, ge=1, description="trt NMS: detections per image (fixed output size)")
+
+
+class Int8Section(_Section):
+    enabled: bool = Field(True, description="write model_int8.onnx (TensorRT Q/DQ) and model_int8_cpu.onnx")
+    source: Literal["auto", "ghost", "ptq"] = Field(
+        "auto", description="scales from the GHOST checkpoint (ghost), a min-max calibration (ptq), or auto"
+    )
+    calib_batches: int = Field(4, ge=1, description="ptq: batches of training images for the min-max ranges")
+    calib_batch_size: int = Field(8, ge=1, description="ptq: images per calibration batch")
+    quantize_prediction_convs: bool = Field(
+        False, description="ptq: also quantize the final prediction convs (GHOST keeps them in FP)"
+    )
+    cpu: bool = Field(True, description="also write model_int8_cpu.onnx (UINT8 activations, fast in ORT on x86)")
+    share_scales: bool = Field(
+        True, description="one scale per Concat / MaxPool / Resize group (TensorRT fuses); false: per conv input only"
+    )
+
+
+class TensorRTSection(_Section):
+    enabled: bool = Field(False, description="build TensorRT engines where the tensorrt package imports")
+    typing: Literal["weak", "strong"] = Field(
+        "weak", description="TensorRT 10: weak (INT8 + FP16 flags) or strong typing; TensorRT 11 is always strong"
+    )
+    workspace_mb: int = Field(1024, ge=16, description="builder workspace limit in MiB")
+    timing_cache: Path | None = Field(None, description="timing cache file; None: export/timing.cache")
+    min_batch: int = Field(1, ge=1, description="optimization profile: smallest batch")
+    opt_batch: int = Field(1, ge=1, description="optimization profile: batch the kernels are tuned for")
+    max_batch: int = Field(8, ge=1, description="optimization profile: largest batch")
+
+    @model_validator(mode="after")
+    def _batches(self) -> TensorRTSection:
+        if not self.min_batch <= self.opt_batch <= self.max_batch:
+            raise ValueError(
+                f"need min_batch <= opt_batch <= max_batch, got {self.min_batch}, {self.opt_batch}, {self.max_batch}"
+            )
+        return self
+
+
+class ExportConfig(_Section):
+    source: Path | None = Field(None, description="FP checkpoint; None: <run dir>/fp/best.pt")
+    opset: int = Field(17, ge=17, le=21, description="ONNX opset (17 or later: per-channel Q/DQ, LayerNorm)")
+    ood: Literal["msp", "energy"] | None = Field(
+        None, description="add an out-of-distribution score output (per anchor; per detection with onnx NMS)"
+    )
+    fp16: bool = Field(True, description="also write model_fp16.onnx (FP16 inside, FP32 inputs and outputs)")
+    nms: NMSSection = Field(default_factory=NMSSection, description="optional NMS inside the graph")
+    int8: Int8Section = Field(default_factory=Int8Section, description="INT8 Q/DQ export")
+    verify: bool = Field(True, description="check every file against PyTorch on the val set -> verify.json")
+    verify_images: int | None = Field(None, ge=1, description="val images used by verify; None: all of them")
+    tensorrt: TensorRTSection = Field(default_factory=TensorRTSection, description="TensorRT engine build")
+    jetson_trtexec: str = Field(
+        "/usr/src/tensorrt/bin/trtexec", description="trtexec path written into export/trtexec.sh"
+    )
