@@ -216,3 +216,26 @@ def test_cpu_form_reads_signs_from_the_graph_without_calibrated_minima(ptq) -> N
     zps = [numpy_helper.to_array(t) for t in cpu.graph.initializer if t.name.endswith("_act_zero_point")]
     assert zps and all(z.dtype == np.uint8 for z in zps)
     assert sum(int(z) == 0 for z in zps) == len(zps) - 1  # all but the image input (no minimum known for it)
+
+
+def test_cpu_form_drops_relu_before_unsigned_quantize_exactly() -> None:
+    """Relu -> QuantizeLinear(uint8, zero point 0) is Q alone: the pass removes the Relu, outputs unchanged."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from ghostq.export.qdq_export import drop_relu_before_unsigned_quantize
+
+    inits = [numpy_helper.from_array(np.array(0.05, np.float32), "s"),
+             numpy_helper.from_array(np.array(0, np.uint8), "zp")]
+    nodes = [helper.make_node("Relu", ["x"], ["r"], name="relu"),
+             helper.make_node("QuantizeLinear", ["r", "s", "zp"], ["q"], name="q"),
+             helper.make_node("DequantizeLinear", ["q", "s", "zp"], ["y"], name="dq")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 8])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    x = np.random.default_rng(0).normal(size=(4, 8)).astype(np.float32)
+    before = ort.InferenceSession(model.SerializeToString()).run(None, {"x": x})[0]
+    assert drop_relu_before_unsigned_quantize(model) == 1
+    assert [n.op_type for n in model.graph.node] == ["QuantizeLinear", "DequantizeLinear"]
+    after = ort.InferenceSession(model.SerializeToString()).run(None, {"x": x})[0]
+    np.testing.assert_array_equal(before, after)

@@ -352,8 +352,37 @@ def write_qdq(
         nodes_out.insert(at, node)
     del g.node[:]
     g.node.extend(_toposort(nodes_out, {i.name for i in g.input} | {t.name for t in g.initializer}))
+    if form == "cpu":
+        drop_relu_before_unsigned_quantize(m)
     onnx.checker.check_model(m)
     return m
+
+
+def drop_relu_before_unsigned_quantize(m: onnx.ModelProto) -> int:
+    """Remove each Relu whose every consumer is a QuantizeLinear to UINT8 with zero point 0; returns the count.
+
+    Exact: such a QuantizeLinear already clamps negatives to 0, so Q(relu(x)) == Q(x). It leaves Conv -> Q, the
+    pattern ONNX Runtime fuses (with the DequantizeLinear before the conv) into one integer QLinearConv.
+    """
+    g = m.graph
+    inits = {t.name: t for t in g.initializer}
+    outputs = {o.name for o in g.output}
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for n in g.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+
+    def unsigned_zero(q: onnx.NodeProto) -> bool:
+        zp = inits.get(q.input[2]) if len(q.input) > 2 else None
+        return zp is not None and zp.data_type == TensorProto.UINT8 and not numpy_helper.to_array(zp).any()
+
+    dropped = [n for n in g.node if n.op_type == "Relu" and n.output[0] not in outputs and consumers.get(n.output[0])
+               and all(c.op_type == "QuantizeLinear" and unsigned_zero(c) for c in consumers[n.output[0]])]
+    for relu in dropped:
+        for q in consumers[relu.output[0]]:
+            q.input[0] = relu.input[0]
+        g.node.remove(relu)
+    return len(dropped)
 
 
 def _unique(name: str, used: set[str]) -> str:
