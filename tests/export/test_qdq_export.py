@@ -232,7 +232,7 @@ def test_cpu_form_drops_relu_before_unsigned_quantize_exactly() -> None:
              helper.make_node("DequantizeLinear", ["q", "s", "zp"], ["y"], name="dq")]
     graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 8])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 8])], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
     x = np.random.default_rng(0).normal(size=(4, 8)).astype(np.float32)
     before = ort.InferenceSession(model.SerializeToString()).run(None, {"x": x})[0]
     assert drop_relu_before_unsigned_quantize(model) == 1
