@@ -14,5 +14,7 @@ RS_SAMPLES = REPO.parent / "shared" / "rs_samples"
 def rs_samples() -> Path:
     """Path of ../shared/rs_samples; the test is skipped (with the reason) when it is absent."""
     if not RS_SAMPLES.is_dir():
-        pytest.skip(f"real sample files not found at {RS_SAMPLES} (tests marked realdata need ../shared/rs_samples)")
+        pytest.skip(
+            f"real sample files not found at {RS_SAMPLES} (tests marked realdata need ../shared/rs_samples)"
+        )
     return RS_SAMPLES

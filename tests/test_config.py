@@ -17,8 +17,10 @@ def _write(tmp_path: Path, text: str) -> Path:
 
 
 def test_defaults_and_overrides(tmp_path: Path) -> None:
-    cfg = load_config(_write(tmp_path, "run:\n  name: exp1\n"), ["train.epochs=3", "model.strides=[4,8,16]",
-                                                                 "run.root=/some/dir"])
+    cfg = load_config(
+        _write(tmp_path, "run:\n  name: exp1\n"),
+        ["train.epochs=3", "model.strides=[4,8,16]", "run.root=/some/dir"],
+    )
     assert cfg.run.name == "exp1"
     assert cfg.train.epochs == 3
     assert cfg.model.strides == [4, 8, 16]

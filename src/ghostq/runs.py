@@ -135,12 +135,29 @@ class RunDir:
         try:
             yield record
         except BaseException as err:
-            self._update_stage(name, {**base, "status": "failed", "finished": _now(),
-                                      "seconds": round(time.time() - t0, 3), "error": str(err)[:500]})
+            self._update_stage(
+                name,
+                {
+                    **base,
+                    "status": "failed",
+                    "finished": _now(),
+                    "seconds": round(time.time() - t0, 3),
+                    "error": str(err)[:500],
+                },
+            )
             raise
         artifacts = {self._rel(p): sha256_file(p) for p in record.artifacts if Path(p).is_file()}
-        self._update_stage(name, {**base, "status": record.status, "finished": _now(),
-                                  "seconds": round(time.time() - t0, 3), "artifacts": artifacts, **record.extra})
+        self._update_stage(
+            name,
+            {
+                **base,
+                "status": record.status,
+                "finished": _now(),
+                "seconds": round(time.time() - t0, 3),
+                "artifacts": artifacts,
+                **record.extra,
+            },
+        )
 
     def _rel(self, p: Path) -> str:
         try:

@@ -12,7 +12,9 @@ from torch import nn
 class ModelEMA:
     """EMA copy of a model: ema = d * ema + (1 - d) * model, d = decay * (1 - exp(-updates / 2000))."""
 
-    def __init__(self, model: nn.Module, decay: float = 0.999, ramp: float = 2000.0, updates: int = 0) -> None:
+    def __init__(
+        self, model: nn.Module, decay: float = 0.999, ramp: float = 2000.0, updates: int = 0
+    ) -> None:
         self.module = copy.deepcopy(_unwrap(model)).eval()
         for p in self.module.parameters():
             p.requires_grad_(False)

@@ -5,6 +5,8 @@ C foreground probabilities. Candidates are (point, class) pairs whose score is s
 ``score_threshold`` (multi-label: one point may give boxes of several classes, as in YOLOv8 / mmdet
 evaluation), at most ``pre_nms_topk`` of them per image (highest scores), then class-wise greedy NMS
 (``ghostq.detect.nms.batched_nms``) and at most ``max_det`` detections per image, highest score first.
+With ``ood="msp"`` or ``"energy"`` each detection also carries an out-of-distribution score computed from its
+anchor's raw logits (``ghostq.detect.ood``; higher = more likely an object of no known class).
 """
 
 from __future__ import annotations
@@ -22,17 +24,19 @@ from ghostq.detect.nms import batched_nms
 @dataclass
 class Detections:
     """Detections of one image, highest score first: boxes [K, 4] xyxy, scores [K], labels [K] (int64,
-    0-based class ids)."""
+    0-based class ids), and optionally ood [K] (out-of-distribution score, higher = less like a known class)."""
 
     boxes: torch.Tensor
     scores: torch.Tensor
     labels: torch.Tensor
+    ood: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.scores.shape[0])
 
     def to(self, device: torch.device | str) -> Detections:
-        return Detections(self.boxes.to(device), self.scores.to(device), self.labels.to(device))
+        ood = self.ood.to(device) if self.ood is not None else None
+        return Detections(self.boxes.to(device), self.scores.to(device), self.labels.to(device), ood)
 
 
 def class_scores(cls_logits: torch.Tensor, head: str) -> torch.Tensor:
@@ -54,6 +58,7 @@ def postprocess(
     pre_nms_topk: int = 3000,
     head: str | None = None,
     image_size: tuple[int, int] | None = None,
+    ood: str | None = None,
 ) -> list[Detections]:
     """Detections per image of a batch.
 
@@ -66,6 +71,7 @@ def postprocess(
         head: "sigmoid" or "softmax"; None: ``out.head_type``, which ghostq's head sets. (The logits alone
             cannot tell: a softmax head over C + 1 looks like a sigmoid head over C + 1 classes.)
         image_size: (height, width) of the network input: boxes are clipped to it when given.
+        ood: ``"msp"`` or ``"energy"`` to attach an OOD score per detection (``Detections.ood``); None: none.
     """
     if max_det < 1 or pre_nms_topk < 1:
         raise ValueError(f"max_det and pre_nms_topk must be >= 1, got {max_det} and {pre_nms_topk}")
@@ -74,8 +80,13 @@ def postprocess(
     scores_all = class_scores(out.cls_logits.float(), head)  # [B, N, C]
     boxes_all = out.boxes.float()
     num_classes = scores_all.shape[-1]
+    ood_all = None
+    if ood is not None:
+        from ghostq.detect.ood import ood_score
+
+        ood_all = ood_score(out.cls_logits.float(), head, ood)  # [B, N]
     results = []
-    for scores, boxes in zip(scores_all, boxes_all, strict=True):
+    for b, (scores, boxes) in enumerate(zip(scores_all, boxes_all, strict=True)):
         flat = scores.reshape(-1)  # index = point * C + class
         cand = torch.nonzero(flat > score_threshold).squeeze(1)
         if cand.numel() > pre_nms_topk:
@@ -86,7 +97,8 @@ def postprocess(
         if image_size is not None:
             cand_boxes = clip_boxes(cand_boxes, image_size)
         keep = batched_nms(cand_boxes, cand_scores, labels, iou_threshold)[:max_det]
-        results.append(Detections(cand_boxes[keep], cand_scores[keep], labels[keep]))
+        det_ood = ood_all[b][points[keep]] if ood_all is not None else None
+        results.append(Detections(cand_boxes[keep], cand_scores[keep], labels[keep], det_ood))
     return results
 
 

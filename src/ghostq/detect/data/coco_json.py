@@ -18,7 +18,12 @@ def dataset_to_coco(ds: Dataset) -> dict[str, Any]:
     images, annotations = [], []
     ann_id = 1
     for image_id, rec in enumerate(ds.records, start=1):
-        img: dict[str, Any] = {"id": image_id, "file_name": rec.file_name, "width": rec.width, "height": rec.height}
+        img: dict[str, Any] = {
+            "id": image_id,
+            "file_name": rec.file_name,
+            "width": rec.width,
+            "height": rec.height,
+        }
         if rec.ir_path is not None:
             img["ir_file_name"] = _relative(rec.ir_path, ds.root)
         images.append(img)
@@ -38,7 +43,9 @@ def dataset_to_coco(ds: Dataset) -> dict[str, Any]:
             }
             annotations.append(ann)
             ann_id += 1
-    categories = [{"id": i + 1, "name": name, "supercategory": ds.format} for i, name in enumerate(ds.classes)]
+    categories = [
+        {"id": i + 1, "name": name, "supercategory": ds.format} for i, name in enumerate(ds.classes)
+    ]
     return {
         "info": {"description": f"converted by ghostq from {ds.format}", "version": "1.0"},
         "images": images,

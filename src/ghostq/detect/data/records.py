@@ -34,7 +34,11 @@ class ImageRecord:
         if self.polygons is not None:
             self.polygons = np.asarray(self.polygons, dtype=np.float32).reshape(-1, 8)
         n = len(self.boxes)
-        if len(self.labels) != n or len(self.difficult) != n or (self.polygons is not None and len(self.polygons) != n):
+        if (
+            len(self.labels) != n
+            or len(self.difficult) != n
+            or (self.polygons is not None and len(self.polygons) != n)
+        ):
             raise ValueError(f"{self.file_name}: boxes, labels, difficult and polygons differ in length")
 
     @property

@@ -36,7 +36,7 @@ HEADS = ("sigmoid", "softmax")
 ClsLossFn = Callable[..., torch.Tensor]
 
 # Modules whose losses are registered on import (a new file of losses adds itself here).
-_BUILTIN_MODULES: tuple[str, ...] = ("ghostq.detect.losses.cls_losses",)
+_BUILTIN_MODULES: tuple[str, ...] = ("ghostq.detect.losses.cls_losses", "ghostq.detect.losses.robust")
 
 
 @dataclass(frozen=True)

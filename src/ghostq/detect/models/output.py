@@ -29,3 +29,11 @@ class Targets:
     boxes: torch.Tensor  # [B, M, 4] xyxy in input-image pixels (after letterbox / augmentation)
     labels: torch.Tensor  # [B, M] int64 0-based class ids
     mask: torch.Tensor  # [B, M] bool: True for a real, non-ignored box; padding and ignore boxes are False
+    # [B, M] bool or None: True for an open-set object (no target class; its label is a placeholder 0), pasted
+    # for ODNL / Open-sampling (ghostq.detect.losses.open_set); None when the batch has none
+    open_set: torch.Tensor | None = None
+
+    def to(self, device: torch.device | str) -> Targets:
+        """The same targets on ``device``."""
+        flags = self.open_set.to(device) if self.open_set is not None else None
+        return Targets(self.boxes.to(device), self.labels.to(device), self.mask.to(device), flags)
