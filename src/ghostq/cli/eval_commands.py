@@ -59,11 +59,12 @@ def _evaluate_model(config: Path, overrides: list[str], model: Path, metric: str
     """Detections of the checkpoint on the config's val split, scored with `metric`."""
     import torch
 
-    from ghostq.config import load_config
+    from ghostq.config import Config, load_config
     from ghostq.detect.checkpoint import load_detector
     from ghostq.detect.data.prepare import prepare_data
     from ghostq.detect.evaluate import evaluate
     from ghostq.detect.inference import make_eval_loader, predict_loader
+    from ghostq.detect.losses.robust import logit_clip_from_config
 
     cfg = load_config(config, overrides)
     net, payload = load_detector(model)
@@ -74,7 +75,8 @@ def _evaluate_model(config: Path, overrides: list[str], model: Path, metric: str
         )
     loader = make_eval_loader(splits.val, cfg.data.img_size, cfg.data.in_channels, workers=cfg.data.workers)
     with console.status(f"detecting on {len(splits.val)} val images"):
-        dets = predict_loader(net, loader, cfg.eval, torch.device("cpu"))
+        clip = logit_clip_from_config(Config.model_validate(payload["config"]), net.head_type)
+        dets = predict_loader(net, loader, cfg.eval, torch.device("cpu"), clip)
     return evaluate(splits.val_coco(), dets, metric=metric)
 
 

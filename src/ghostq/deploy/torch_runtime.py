@@ -43,7 +43,8 @@ class TorchRuntime(Runtime):
 
         from ghostq.config import Config
         from ghostq.detect.checkpoint import load_detector
-        from ghostq.export.fused_head import FusedHeadExport, logit_clip_from_config
+        from ghostq.detect.losses.robust import logit_clip_from_config
+        from ghostq.export.fused_head import FusedHeadExport
 
         if threads is not None:
             torch.set_num_threads(threads)

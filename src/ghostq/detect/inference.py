@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -38,14 +40,23 @@ def make_eval_loader(
 
 @torch.no_grad()
 def predict_loader(
-    model: torch.nn.Module, loader: DataLoader, eval_cfg: EvalConfig, device: torch.device
+    model: torch.nn.Module,
+    loader: DataLoader,
+    eval_cfg: EvalConfig,
+    device: torch.device,
+    logit_transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> list[dict[str, Any]]:
-    """COCO results list (image_id = record index + 1, category_id = class + 1, bbox xywh original pixels)."""
+    """COCO results (image_id = record index + 1, category_id = class + 1, bbox xywh original pixels).
+
+    `logit_transform`: applied to the class logits before scoring (the LogitClip a model was trained with).
+    """
     was_training = model.training
     model.eval()
     images_dets: list[ImageDetections] = []
     for images, _targets, metas in loader:
         out = model(images.to(device, non_blocking=True))
+        if logit_transform is not None:
+            out = replace(out, cls_logits=logit_transform(out.cls_logits))
         dets = postprocess(
             out,
             score_threshold=eval_cfg.score_threshold,
@@ -67,9 +78,14 @@ def predict_loader(
 
 
 def evaluate_detector(
-    model: torch.nn.Module, loader: DataLoader, gt_coco: dict[str, Any], eval_cfg: EvalConfig, device: torch.device
+    model: torch.nn.Module,
+    loader: DataLoader,
+    gt_coco: dict[str, Any],
+    eval_cfg: EvalConfig,
+    device: torch.device,
+    logit_transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> dict[str, Any]:
     """COCO mAP50 / mAP50_95 (pycocotools) of the model on the loader's records."""
     from ghostq.detect.evaluate import evaluate_coco
 
-    return evaluate_coco(gt_coco, predict_loader(model, loader, eval_cfg, device))
+    return evaluate_coco(gt_coco, predict_loader(model, loader, eval_cfg, device, logit_transform))

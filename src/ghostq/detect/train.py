@@ -26,6 +26,7 @@ from ghostq.detect.data.transforms import AugmentConfig
 from ghostq.detect.distributed import DistInfo, all_reduce_mean, broadcast_buffers, init_distributed
 from ghostq.detect.ema import ModelEMA
 from ghostq.detect.inference import evaluate_detector, make_eval_loader
+from ghostq.detect.losses.robust import logit_clip_from_config
 from ghostq.errors import GhostqError
 from ghostq.runs import RunDir
 
@@ -337,7 +338,8 @@ class _Trainer:
                         broadcast_buffers(self.model, self.info)
                     if self.info.is_main:
                         m = evaluate_detector(
-                            self._eval_model(), self.val_loader, self.val_gt, cfg.eval, self.device
+                            self._eval_model(), self.val_loader, self.val_gt, cfg.eval, self.device,
+                            logit_clip_from_config(cfg, cfg.model.head),
                         )
                         row.update(mAP50=m["mAP50"], mAP50_95=m["mAP50_95"])
                         progress.console.print(

@@ -24,14 +24,6 @@ from ghostq.detect.losses.robust import LogitClip
 from ghostq.detect.postprocess import class_scores
 
 
-def logit_clip_from_config(cfg, head: str) -> LogitClip | None:  # noqa: ANN001 - a ghostq.config.Config
-    """The LogitClip the model was trained with (``loss.logit_clip``), or None."""
-    section = getattr(getattr(cfg, "loss", None), "logit_clip", None)
-    if section is None:
-        return None
-    return LogitClip(section.bound, p=section.p_for(head), mode=section.mode)
-
-
 class FusedHeadExport(nn.Module):
     """Export wrapper: ``forward(images) -> (scores, boxes)``; see the module docstring."""
 

@@ -87,7 +87,7 @@ def _export(cfg: Config, ecfg: ExportConfig, source: Path, ghost: Path, int8_sou
     import onnx
 
     from ghostq.detect.checkpoint import load_detector
-    from ghostq.export.fused_head import logit_clip_from_config
+    from ghostq.detect.losses.robust import logit_clip_from_config
     from ghostq.export.nms_graph import add_efficient_nms_trt, add_onnx_nms
     from ghostq.export.onnx_export import export_onnx, set_metadata
     from ghostq.export.qdq_export import write_qdq

@@ -218,3 +218,15 @@ def nce_rce(
 def clipped_ce_bound(num_logits: int, clip: LogitClip) -> float:
     """Upper bound of CE (hard target) on logits clipped by ``clip``: ``log(1 + (K - 1) exp(gap))``."""
     return math.log1p((num_logits - 1) * math.exp(clip.max_logit_gap()))
+
+
+def logit_clip_from_config(cfg, head: str) -> LogitClip | None:  # noqa: ANN001 - a ghostq.config.Config
+    """The LogitClip the model was trained with (``loss.logit_clip``), or None.
+
+    Inference applies it too (torch evaluation and the exported head alike): the scores are then the bounded
+    ones the head was trained on, so their ranking across anchors is the one training shaped.
+    """
+    section = getattr(getattr(cfg, "loss", None), "logit_clip", None)
+    if section is None:
+        return None
+    return LogitClip(section.bound, p=section.p_for(head), mode=section.mode)
