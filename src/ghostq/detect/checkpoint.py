@@ -39,7 +39,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 def load_detector(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict]:
     """Rebuild the detector stored in a checkpoint (weights from `model`, architecture from `config`)."""
     from ghostq.config import Config
-    from ghostq.detect.train import build_model_from_config
+    from ghostq.detect.builders import build_model_from_config
 
     payload = load_checkpoint(path, map_location)
     cfg = Config.model_validate(payload["config"])

@@ -1,0 +1,101 @@
+"""Build the pieces of a training run from the config: model, loss, optimizer, schedule, augmentation, device."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from ghostq.config import Config
+from ghostq.detect.data.transforms import AugmentConfig
+from ghostq.errors import GhostqError
+
+
+def build_model_from_config(cfg: Config, num_classes: int) -> nn.Module:
+    """The detector the config describes."""
+    from ghostq.detect.models import build_detector
+
+    return build_detector(
+        cfg.model.backbone,
+        num_classes,
+        in_channels=cfg.data.in_channels,
+        strides=tuple(cfg.model.strides),
+        head=cfg.model.head,
+        act=cfg.model.act,
+    )
+
+
+def build_loss_from_config(cfg: Config, num_classes: int, class_counts: list[int] | None = None) -> nn.Module:
+    """The detection loss the config describes, with its LogitClip / LogitNorm transform and open-set hook.
+
+    ``class_counts`` (training objects per class) sets Open-sampling's complementary prior; None: balanced.
+    """
+    from ghostq.detect.losses import DetectionLoss
+    from ghostq.detect.losses.open_set import OpenSetHook, OpenSetLabeler
+    from ghostq.detect.losses.robust import LogitClip, LogitNorm
+
+    head, name = cfg.model.head, cfg.loss.cls
+    transform = None
+    if name == "logitnorm":
+        transform, name = LogitNorm(cfg.loss.logitnorm_tau), ("bce" if head == "sigmoid" else "ce")
+    clip = cfg.loss.logit_clip
+    if clip is not None:
+        transform = LogitClip(clip.bound, p=clip.p_for(head), mode=clip.mode)
+    hook = None
+    if cfg.loss.open_set is not None:
+        o = cfg.loss.open_set
+        hook = OpenSetHook(OpenSetLabeler(num_classes, o.method, o.eta, class_counts))
+    return DetectionLoss(
+        num_classes,
+        head=head,
+        cls_loss=name,
+        box_loss=cfg.loss.box,
+        cls_weight=cfg.loss.cls_weight,
+        box_weight=cfg.loss.box_weight,
+        logit_transform=transform,
+        assignment_hook=hook,
+    )
+
+
+def pick_device(name: str) -> torch.device:
+    """`auto` -> CUDA when available, else CPU; asking for CUDA without one is an error."""
+    if name == "cuda" and not torch.cuda.is_available():
+        raise GhostqError("train.device=cuda but no CUDA device is available (use train.device=cpu or auto)")
+    return torch.device("cuda" if name != "cpu" and torch.cuda.is_available() else "cpu")
+
+
+def make_optimizer(model: nn.Module, cfg: Config) -> torch.optim.Optimizer:
+    """AdamW or SGD; no weight decay on biases and normalisation weights (1-d parameters)."""
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (no_decay if p.ndim <= 1 else decay).append(p)
+    groups = [
+        {"params": decay, "weight_decay": cfg.train.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    if cfg.train.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.train.lr, momentum=cfg.train.momentum, nesterov=True)
+    return torch.optim.AdamW(groups, lr=cfg.train.lr, betas=(cfg.train.momentum, 0.999))
+
+
+def lr_factor(step: int, total: int, warmup: int, min_ratio: float) -> float:
+    """Linear warmup to 1, then cosine down to `min_ratio` at the last step."""
+    if warmup > 0 and step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def augment_from_config(cfg: Config) -> AugmentConfig:
+    """The data pipeline's augmentation settings from the `train.augment` section."""
+    a = cfg.train.augment
+    return AugmentConfig(
+        mosaic_prob=a.mosaic,
+        hflip_prob=a.flip,
+        vflip_prob=a.flip,
+        rot90_prob=a.rot90,
+        hsv_prob=a.hsv,
+        scale_range=tuple(a.scale),
+    )

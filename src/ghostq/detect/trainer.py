@@ -1,0 +1,294 @@
+"""The training loop of one run: epochs, validation, checkpoints (see ghostq.detect.train for the entry point)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, DistributedSampler
+
+from ghostq.atomic import atomic_write_json
+from ghostq.config import Config
+from ghostq.detect.builders import (
+    augment_from_config,
+    build_loss_from_config,
+    build_model_from_config,
+    lr_factor,
+    make_optimizer,
+)
+from ghostq.detect.checkpoint import load_checkpoint, save_checkpoint
+from ghostq.detect.data.prepare import DataSplits
+from ghostq.detect.data.torch_dataset import DetectionDataset, collate_detection
+from ghostq.detect.distributed import DistInfo, all_reduce_mean, broadcast_buffers
+from ghostq.detect.ema import ModelEMA
+from ghostq.detect.inference import evaluate_detector, make_eval_loader
+from ghostq.detect.losses.robust import logit_clip_from_config
+from ghostq.errors import GhostqError
+from ghostq.runs import RunDir
+
+
+class Trainer:
+    """State of one training run; `fit` runs the epochs."""
+
+    def __init__(self, cfg: Config, splits: DataSplits, info: DistInfo, device: torch.device) -> None:
+        self.cfg, self.splits, self.info, self.device = cfg, splits, info, device
+        self.run = RunDir(cfg.run_dir)
+        self.fp_dir = self.run.path / "fp"
+        nc = len(splits.classes)
+        torch.manual_seed(cfg.run.seed)
+        self.model = build_model_from_config(cfg, nc).to(device)
+        counts = [int(sum(int((r.labels == c).sum()) for r in splits.train)) for c in range(nc)]
+        self.loss_fn = build_loss_from_config(cfg, nc, counts)
+        self.train_ds = DetectionDataset(
+            splits.train,
+            img_size=cfg.data.img_size,
+            in_channels=cfg.data.in_channels,
+            train=True,
+            augment=augment_from_config(cfg),
+            seed=cfg.run.seed,
+            cache_images=cfg.data.cache_images,
+        )
+        collate = collate_detection
+        if cfg.loss.open_set is not None:  # paste open-set objects (ODNL / Open-sampling)
+            from ghostq.detect.data.open_set_paste import (
+                OpenSetPasteDataset,
+                collate_open_set,
+                load_patch_bank,
+            )
+
+            patches, native = load_patch_bank(cfg.loss.open_set.source, seed=cfg.run.seed)
+            self.train_ds = OpenSetPasteDataset(self.train_ds, patches, cfg.loss.open_set.per_image, native)
+            collate = collate_open_set
+        batch = min(cfg.train.batch_size, max(1, len(self.train_ds) // info.world_size))
+        self.sampler = DistributedSampler(
+            self.train_ds,
+            num_replicas=info.world_size,
+            rank=info.rank,
+            shuffle=True,
+            seed=cfg.run.seed,
+            drop_last=True,
+        )
+        self.loader = DataLoader(
+            self.train_ds,
+            batch_size=batch,
+            sampler=self.sampler,
+            drop_last=True,
+            num_workers=cfg.data.workers,
+            collate_fn=collate,
+            persistent_workers=cfg.data.workers > 0,
+            pin_memory=device.type == "cuda",
+        )
+        self.val_loader = make_eval_loader(
+            splits.val,
+            cfg.data.img_size,
+            cfg.data.in_channels,
+            batch_size=max(1, batch),
+            workers=cfg.data.workers,
+            cache_images=cfg.data.cache_images,
+        )
+        self.val_gt = splits.val_coco()
+        self.net: nn.Module = self.model
+        if info.enabled:
+            ids = [device.index] if device.type == "cuda" else None
+            self.net = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+        self.optimizer = make_optimizer(self.model, cfg)
+        self.steps_per_epoch = len(self.loader)
+        total = cfg.train.epochs * self.steps_per_epoch
+        warmup = round(cfg.train.warmup_epochs * self.steps_per_epoch)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: lr_factor(s, total, warmup, cfg.train.min_lr_ratio)
+        )
+        self.use_amp = cfg.train.amp and device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        self.ema = ModelEMA(self.model, cfg.train.ema_decay) if cfg.train.ema else None
+        self.start_epoch, self.best_map, self.history = 0, -1.0, []
+        self.train_seconds, self.images_seen = 0.0, 0
+
+    # -- checkpoints ----------------------------------------------------------------------------------------
+    def _eval_model(self) -> nn.Module:
+        return self.ema.module if self.ema is not None else self.model
+
+    def _common(self) -> dict[str, Any]:
+        return {"config": self.cfg.model_dump(mode="json"), "classes": list(self.splits.classes)}
+
+    def save_last(self, epoch: int) -> None:
+        payload = {
+            **self._common(),
+            "model": self.model.state_dict(),
+            "epoch": epoch,
+            "ema": self.ema.state_dict() if self.ema else None,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "rng": {"torch": torch.get_rng_state()},
+            "best_map50": self.best_map,
+            "history": self.history,
+            "train_seconds": self.train_seconds,
+            "images_seen": self.images_seen,
+        }
+        save_checkpoint(self.fp_dir / "last.pt", payload)
+
+    def load_last(self) -> None:
+        path = self.fp_dir / "last.pt"
+        state = load_checkpoint(path, map_location=self.device)
+        saved = {k: state["config"].get(k) for k in ("data", "model", "loss")}
+        now = {k: self.cfg.model_dump(mode="json")[k] for k in ("data", "model", "loss")}
+        if saved != now:
+            changed = [k for k in saved if saved[k] != now[k]]
+            raise GhostqError(
+                f"{path}: cannot resume: config sections {changed} differ from the checkpoint's"
+            )
+        self.model.load_state_dict(state["model"])
+        if self.ema is not None and state.get("ema"):
+            self.ema.load_state_dict(state["ema"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["rng"]["torch"].cpu())
+        self.start_epoch = int(state["epoch"]) + 1
+        self.best_map = float(state["best_map50"])
+        self.history = list(state["history"])
+        self.train_seconds = float(state.get("train_seconds", 0.0))
+        self.images_seen = int(state.get("images_seen", 0))
+
+    # -- loop -----------------------------------------------------------------------------------------------
+    def train_one_epoch(self, epoch: int, progress: Any) -> dict[str, float]:
+        self.net.train()
+        self.sampler.set_epoch(epoch)
+        self.train_ds.set_epoch(epoch)
+        sums: dict[str, float] = {}
+        task = (
+            progress.add_task(
+                f"epoch {epoch + 1}/{self.cfg.train.epochs}", total=self.steps_per_epoch, info=""
+            )
+            if progress
+            else None
+        )
+        t0 = time.time()
+        for step, (images, targets, _metas) in enumerate(self.loader):
+            images = images.to(self.device, non_blocking=True)
+            targets = targets.to(self.device)
+            with torch.autocast(self.device.type, enabled=self.use_amp):
+                out = self.net(images)
+            loss, parts = self.loss_fn(_to_float(out), targets)
+            self._check_finite(loss, parts, epoch, step)
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            if self.cfg.train.grad_clip > 0:
+                self.scaler.unscale_(self.optimizer)
+                nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.grad_clip)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.scheduler.step()
+            if self.ema is not None:
+                self.ema.update(self.model)
+            self.images_seen += images.shape[0] * self.info.world_size
+            parts = {"loss": float(loss.detach()), **{k: float(v) for k, v in parts.items()}}
+            for k, v in parts.items():
+                sums[k] = sums.get(k, 0.0) + v
+            if task is not None:
+                shown = " ".join(f"{k} {v / (step + 1):.3f}" for k, v in sums.items() if k != "num_fg")
+                progress.update(task, advance=1, info=shown)
+        self.train_seconds += time.time() - t0
+        n = max(1, self.steps_per_epoch)
+        means = {k: all_reduce_mean(v / n, self.info, self.device) for k, v in sums.items()}
+        means["lr"] = self.optimizer.param_groups[0]["lr"]
+        return means
+
+    def _check_finite(self, loss: torch.Tensor, parts: dict, epoch: int, step: int) -> None:
+        bad = torch.tensor([0.0 if torch.isfinite(loss) else 1.0], device=self.device)
+        if self.info.enabled:
+            torch.distributed.all_reduce(bad)
+        if bad.item() > 0:
+            last = self.fp_dir / "last.pt"
+            kept = (
+                f"the last good checkpoint is {last}" if last.is_file() else "no checkpoint was written yet"
+            )
+            raise GhostqError(
+                f"non-finite loss at epoch {epoch + 1} step {step + 1} "
+                f"(parts: { ({k: float(v) for k, v in parts.items()}) }); stopped, {kept}. "
+                "Lower train.lr or raise train.warmup_epochs."
+            )
+
+    def fit(self, stop_after: int | None, show_progress: bool) -> dict[str, Any]:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        cfg = self.cfg
+        last_epoch = (
+            cfg.train.epochs if stop_after is None else min(cfg.train.epochs, self.start_epoch + stop_after)
+        )
+        columns = [
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[info]}"),
+        ]
+        with Progress(*columns, disable=not (show_progress and self.info.is_main)) as progress:
+            for epoch in range(self.start_epoch, last_epoch):
+                row = {"epoch": epoch + 1, **self.train_one_epoch(epoch, progress)}
+                if (epoch + 1) % cfg.train.val_every == 0 or epoch + 1 == cfg.train.epochs:
+                    if self.info.enabled:
+                        broadcast_buffers(self.model, self.info)
+                    if self.info.is_main:
+                        m = evaluate_detector(
+                            self._eval_model(), self.val_loader, self.val_gt, cfg.eval, self.device,
+                            logit_clip_from_config(cfg, cfg.model.head),
+                        )
+                        row.update(mAP50=m["mAP50"], mAP50_95=m["mAP50_95"])
+                        progress.console.print(
+                            f"epoch {epoch + 1}: val mAP50 {m['mAP50']:.4f} mAP50:95 {m['mAP50_95']:.4f}"
+                        )
+                self.history.append(row)
+                if self.info.is_main:
+                    self._write_epoch(epoch, row)
+        if self.info.enabled:
+            broadcast_buffers(self.model, self.info)
+            if self.ema is not None:
+                broadcast_buffers(self.ema.module, self.info)
+        return self._summary()
+
+    def _write_epoch(self, epoch: int, row: dict[str, Any]) -> None:
+        if row.get("mAP50", -1.0) > self.best_map:
+            self.best_map = row["mAP50"]
+            save_checkpoint(
+                self.fp_dir / "best.pt",
+                {**self._common(), "model": self._eval_model().state_dict(), "epoch": epoch, "metrics": row},
+            )
+        self.save_last(epoch)
+        atomic_write_json(self.fp_dir / "metrics.json", self._summary())
+        from ghostq.detect.curves import plot_training_curves
+
+        plot_training_curves(self.history, self.fp_dir / "curves.png")
+
+    def _summary(self) -> dict[str, Any]:
+        evals = [r for r in self.history if "mAP50" in r]
+        best = max(evals, key=lambda r: r["mAP50"]) if evals else {}
+        return {
+            "mAP50": best.get("mAP50"),
+            "mAP50_95": best.get("mAP50_95"),
+            "best_epoch": best.get("epoch"),
+            "epochs_done": len(self.history),
+            "train_seconds": round(self.train_seconds, 2),
+            "images_per_s": round(self.images_seen / self.train_seconds, 3) if self.train_seconds else None,
+            "classes": list(self.splits.classes),
+            "num_train": len(self.splits.train),
+            "num_val": len(self.splits.val),
+            "history": self.history,
+        }
+
+
+def _to_float(out: Any) -> Any:
+    """Losses run in float32 even when the forward ran under autocast."""
+    from ghostq.detect.models.output import DetectorOutput
+
+    return DetectorOutput(out.cls_logits.float(), out.boxes.float(), out.points, out.strides, out.head_type)
+
+
+def _to_float(out: Any) -> Any:
+    """Losses run in float32 even when the forward ran under autocast."""
+    from ghostq.detect.models.output import DetectorOutput
+
+    return DetectorOutput(out.cls_logits.float(), out.boxes.float(), out.points, out.strides, out.head_type)
