@@ -1,0 +1,70 @@
+"""The `compress` config section (pydantic, no torch): method, bit widths (HQ), distillation, baselines."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class HQConfig(_Section):
+    mode: Literal["uniform", "rule", "budget"] = Field(
+        "rule", description="uniform: weight_bits everywhere; rule: GHOST's k-means threshold; budget: a cost target"
+    )
+    threshold: float = Field(0.1, gt=0, description="rule: first n with 1e6 * k-means MSE below this (paper: 0.1)")
+    budget: Literal["avg_bits", "size_mb", "bops_g"] = Field("size_mb", description="budget mode: what is limited")
+    target: float | None = Field(
+        None, gt=0, description="budget value (avg bits, MB or GBOPs); None: the cost at target_uniform_bits"
+    )
+    target_uniform_bits: int = Field(4, ge=2, le=8, description="budget = cost of uniform weights at these bits")
+    min_bits: int = Field(2, ge=2, le=8, description="lowest width HQ may choose (paper: 2)")
+
+
+class DistillConfig(_Section):
+    w_det: float = Field(2.0, ge=0, description="weight of the detection loss (GHOST code: 2)")
+    w_kd: float = Field(400.0, ge=0, description="weight of the OST attention loss (GHOST code: 400)")
+    scm: Literal["gumbel", "gt", "off"] = Field(
+        "gt", description="switch: gumbel (learned hard gate), gt (teacher only where its loss is lower), off (always)")
+    layers: list[str] | None = Field(
+        None, description="paired layers (fnmatch, outermost match); None: backbone stages and neck blocks")
+    proj_dim: int = Field(128, ge=1, description="gumbel switch: projection width of the channel descriptors")
+    tau: float = Field(1.0, gt=0, description="gumbel switch: temperature of the Gumbel-sigmoid")
+
+
+class PTQConfig(_Section):
+    calib: Literal["minmax", "percentile", "mse"] = Field("percentile", description="activation calibration")
+    percentile: float = Field(99.99, gt=50, le=100, description="|x| percentile for calib=percentile")
+    batches: int = Field(8, ge=1, description="calibration batches")
+
+
+class CompressConfig(_Section):
+    method: Literal["ghost", "qat", "ptq"] = Field("ghost", description="GHOST (HQ + GQSD), plain QAT, or PTQ")
+    source: Path | None = Field(None, description="FP checkpoint; None: <run dir>/fp/best.pt")
+    weight_bits: int = Field(8, ge=2, le=8, description="uniform weight bits (hq.mode=uniform, qat, ptq)")
+    act_bits: Literal[8] = Field(8, description="activation bits (8: what TensorRT runs)")
+    layer_bits: dict[str, int] = Field(default_factory=dict, description="pattern -> bits overrides (32 = FP)")
+    quantize_first_conv: bool = Field(True, description="quantize the conv reading the image (GHOST: yes)")
+    quantize_prediction_convs: bool = Field(False, description="quantize the final prediction convs (GHOST: no)")
+    weight_scale_init: Literal["max", "mse"] = Field("mse", description="initial per-channel weight scale")
+    hq: HQConfig = Field(default_factory=HQConfig, description="hybrid bit widths")
+    distill: DistillConfig = Field(default_factory=DistillConfig, description="GQSD / OST / SCM")
+    ptq: PTQConfig = Field(default_factory=PTQConfig, description="calibration (PTQ, and QAT's starting point)")
+    epochs: int = Field(10, ge=1, description="QAT epochs")
+    lr: float = Field(2e-4, gt=0, description="QAT peak learning rate")
+    batch_size: int | None = Field(None, ge=1, description="QAT batch size; None: train.batch_size")
+    warmup_epochs: float = Field(0.5, ge=0, description="QAT linear warmup in epochs")
+    ema: bool = Field(True, description="evaluate and keep an EMA of the QAT weights")
+    val_every: int = Field(1, ge=1, description="validate every N epochs (and after the last)")
+
+    @field_validator("layer_bits")
+    @classmethod
+    def _bits(cls, v: dict[str, int]) -> dict[str, int]:
+        bad = {k: b for k, b in v.items() if b not in (2, 3, 4, 5, 6, 7, 8, 32)}
+        if bad:
+            raise ValueError(f"bits must be 2..8 or 32 (full precision), got {bad}")
+        return v
