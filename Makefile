@@ -13,10 +13,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/ghostq train configs/demo.yaml
-	$(BIN)/ghostq eval configs/demo.yaml --model runs/demo/fp/best.pt --metric voc07 --json runs/demo/fp/eval_voc07.json
-	$(BIN)/ghostq predict $$(ls runs/_data/synthetic-*/images/*.png | head -n 4) --model runs/demo/fp/best.pt \
-		--out runs/demo/predict --score 0.3
+	$(BIN)/ghostq run configs/demo.yaml
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
