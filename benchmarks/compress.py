@@ -101,7 +101,7 @@ def main() -> None:
 
         hq = choose_bits(fold_bn(copy.deepcopy(fp).eval()), ccfg, shape)
         bits_json[name] = hq["json"]
-        student = build_student(fp, ccfg, hq["bits"])
+        student = build_student(fp, ccfg, hq["bits"], shape)
         calibrate(student, calib_loader, ccfg.ptq.batches, ccfg.weight_scale_init, device)
         torch.manual_seed(0)
         if ccfg.method == "ptq":

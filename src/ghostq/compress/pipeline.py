@@ -59,17 +59,19 @@ def choose_bits(folded: nn.Module, ccfg: CompressConfig, input_shape: tuple[int,
     return hq_bits(folded, quant_config_for(ccfg), input_shape, hq)
 
 
-def build_student(fp: nn.Module, ccfg: CompressConfig, bits: dict[str, int]) -> nn.Module:
-    """Fold BN into a copy of the FP model and quantize it with the chosen bits."""
+def build_student(fp: nn.Module, ccfg: CompressConfig, bits: dict[str, int], input_shape: tuple[int, ...]) -> nn.Module:
+    """Fold BN into a copy of the FP model, quantize it with the chosen bits, tie shared input quantizers."""
     from ghostq.compress.fold_bn import fold_bn
-    from ghostq.compress.quantize import quantize
+    from ghostq.compress.quantize import quantize, share_input_quantizers
 
-    return quantize(fold_bn(copy.deepcopy(fp).eval()), quant_config_for(ccfg, bits))
+    student = quantize(fold_bn(copy.deepcopy(fp).eval()), quant_config_for(ccfg, bits))
+    share_input_quantizers(student, torch.zeros(input_shape))
+    return student
 
 
 def load_quantized(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
     """Rebuild a quantized detector from ``ghost/best.pt`` (architecture from config, bits as data)."""
-    from ghostq.compress.quantize import rebuild_quantized
+    from ghostq.compress.quantize import rebuild_quantized, share_input_quantizers
     from ghostq.detect.checkpoint import load_checkpoint
     from ghostq.detect.train import build_model_from_config
 
@@ -80,6 +82,7 @@ def load_quantized(path: str | Path, map_location: str | torch.device = "cpu") -
     cfg = Config.model_validate(data)
     model = build_model_from_config(cfg, len(payload["classes"]))
     rebuild_quantized(model, payload["bits"], payload.get("act_bits", 8), payload.get("act_calib", "percentile"))
+    share_input_quantizers(model, torch.zeros(1, cfg.data.in_channels, cfg.data.img_size, cfg.data.img_size))
     model.load_state_dict(payload["model"])
     return model.eval(), payload
 
@@ -125,7 +128,7 @@ def compress(cfg: Config, ccfg: CompressConfig | None = None, *, force: bool = F
     from ghostq.compress.fold_bn import fold_bn
 
     hq = choose_bits(fold_bn(copy.deepcopy(fp).eval()), ccfg, shape)
-    student = build_student(fp, ccfg, hq["bits"])
+    student = build_student(fp, ccfg, hq["bits"], shape)
     calib_loader = make_eval_loader(splits.train, cfg.data.img_size, cfg.data.in_channels,
                                     batch_size=ccfg.batch_size or cfg.train.batch_size,
                                     cache_images=cfg.data.cache_images)

@@ -245,3 +245,37 @@ def rebuild_quantized(model: nn.Module, bits: Mapping[str, int], act_bits: int =
     cfg = QuantConfig(weight_bits=FP_BITS, act_bits=act_bits, layer_bits=dict(bits), quantize_first_conv=True,
                       quantize_prediction_convs=True, act_calib=act_calib)
     return quantize(model, cfg)
+
+
+@torch.no_grad()
+def share_input_quantizers(model: nn.Module, example: torch.Tensor) -> int:
+    """Give the quantized convs that read the same tensor one input quantizer (one learned scale).
+
+    TensorRT runs a tensor feeding several convs through one QuantizeLinear, so the exported graph has one
+    scale per tensor (NVIDIA's QAT placement rules); tying the quantizers in training makes the model learn
+    exactly that scale instead of one per conv. Returns the number of quantizers replaced by a shared one.
+    """
+    seen: list[torch.Tensor] = []  # kept alive during the forward so no tensor id is reused
+    readers: dict[int, list[QConv2d]] = {}
+
+    def hook(module: nn.Module, inputs: tuple) -> None:
+        x = inputs[0]
+        seen.append(x)
+        readers.setdefault(id(x), []).append(module)
+
+    handles = [m.register_forward_pre_hook(hook) for m in model.modules() if isinstance(m, QConv2d)]
+    was_training = model.training
+    try:
+        model.eval()(example)
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    tied = 0
+    for convs in readers.values():
+        first = convs[0]
+        for other in convs[1:]:
+            if other.input_quant is not first.input_quant:
+                other.input_quant = first.input_quant
+                tied += 1
+    return tied
