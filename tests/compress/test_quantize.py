@@ -142,3 +142,23 @@ def test_activation_calibration_methods_give_finite_scales(calib):
     assert 0.3 * x.abs().max() < clip <= x.abs().max() * 1.01
     q.eval()
     assert torch.isfinite(q(x)).all()
+
+
+def test_convs_of_one_scale_group_share_their_input_quantizer() -> None:
+    """Convs reading one tensor, or tensors joined by a Concat, end with one input quantizer (one scale)."""
+    import copy
+
+    from ghostq.compress.fold_bn import fold_bn
+    from ghostq.compress.quantize import QConv2d, QuantConfig, quantize, share_input_quantizers
+    from ghostq.detect.models import build_detector
+
+    torch.manual_seed(0)
+    model = quantize(fold_bn(build_detector("csp_n", 3).eval()), QuantConfig(weight_bits=8))
+    before = copy.deepcopy(model)
+    tied = share_input_quantizers(model, torch.zeros(1, 3, 64, 64))
+    assert tied > 0
+    convs = dict(model.named_modules())
+    head_cls, head_box = convs["head.cls_convs.0.0.conv"], convs["head.box_convs.0.0.conv"]
+    assert isinstance(head_cls, QConv2d) and head_cls.input_quant is head_box.input_quant  # same input tensor
+    distinct = {id(m.input_quant) for m in model.modules() if isinstance(m, QConv2d)}
+    assert len(distinct) == sum(isinstance(m, QConv2d) for m in before.modules()) - tied

@@ -13,6 +13,7 @@ over patterns, and the first-conv / prediction-conv switches win over both.
 
 from __future__ import annotations
 
+import copy
 import fnmatch
 import math
 from collections.abc import Callable, Iterable, Mapping
@@ -249,33 +250,43 @@ def rebuild_quantized(model: nn.Module, bits: Mapping[str, int], act_bits: int =
 
 @torch.no_grad()
 def share_input_quantizers(model: nn.Module, example: torch.Tensor) -> int:
-    """Give the quantized convs that read the same tensor one input quantizer (one learned scale).
+    """Give the quantized convs of one Q/DQ scale group a single input quantizer (one learned scale).
 
-    TensorRT runs a tensor feeding several convs through one QuantizeLinear, so the exported graph has one
-    scale per tensor (NVIDIA's QAT placement rules); tying the quantizers in training makes the model learn
-    exactly that scale instead of one per conv. Returns the number of quantizers replaced by a shared one.
+    The exported INT8 graph has one scale per group of conv inputs (a tensor read by several convs; Concat,
+    MaxPool and Resize shared, ghostq.compress.scale_groups). Tying the quantizers makes QAT learn exactly the
+    scales the exported graph uses, so the INT8 file computes what the quantized model computed. The groups
+    come from a TorchScript ONNX trace of the model. Returns the number of quantizers replaced by a shared one.
     """
-    seen: list[torch.Tensor] = []  # kept alive during the forward so no tensor id is reused
-    readers: dict[int, list[QConv2d]] = {}
+    import io
 
-    def hook(module: nn.Module, inputs: tuple) -> None:
-        x = inputs[0]
-        seen.append(x)
-        readers.setdefault(id(x), []).append(module)
+    import onnx
 
-    handles = [m.register_forward_pre_hook(hook) for m in model.modules() if isinstance(m, QConv2d)]
-    was_training = model.training
-    try:
-        model.eval()(example)
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was_training)
+    from ghostq.compress.scale_groups import conv_scale_groups
+
+    class _Outputs(nn.Module):
+        def __init__(self, model: nn.Module) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            out = self.model(x)
+            return out.cls_logits, out.boxes
+
+    qconvs = {name: m for name, m in model.named_modules() if isinstance(m, QConv2d)}
+    plain = copy.deepcopy(model).eval()  # trace a float twin: same module names, plain Conv2d nodes
+    for name, m in qconvs.items():
+        parent_name, _, child = name.rpartition(".")
+        parent = plain.get_submodule(parent_name) if parent_name else plain
+        conv = nn.Conv2d(m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding, m.dilation, m.groups,
+                         bias=m.bias is not None)
+        setattr(parent, child, conv)
+    buf = io.BytesIO()
+    torch.onnx.export(_Outputs(plain), (example,), buf, opset_version=17, dynamo=False)
     tied = 0
-    for convs in readers.values():
-        first = convs[0]
-        for other in convs[1:]:
-            if other.input_quant is not first.input_quant:
-                other.input_quant = first.input_quant
+    for group in conv_scale_groups(onnx.load_from_string(buf.getvalue()), set(qconvs)):
+        first = qconvs[group[0]]
+        for name in group[1:]:
+            if qconvs[name].input_quant is not first.input_quant:
+                qconvs[name].input_quant = first.input_quant
                 tied += 1
     return tied

@@ -35,12 +35,12 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-_TRANSPARENT = frozenset({"Concat", "MaxPool", "Resize"})  # TensorRT form: NVIDIA's placement
+from ghostq.compress.scale_groups import _TRANSPARENT, _groups, conv_module_name, conv_nodes  # noqa: F401 (re-exported)
+
 # CPU form: also Split and residual Add, so every quantized conv's (ReLU) output meets a QuantizeLinear and
 # ONNX Runtime fuses DQ -> Conv -> Relu -> Q into QLinearConv (a conv whose output reaches a Q only behind a
 # Split or an Add stays a float conv); the Add inputs share the output's scale, which covers both of them.
 _TRANSPARENT_CPU = _TRANSPARENT | {"Split", "Add"}
-_MULTI_INPUT = {"Concat", "Add"}
 _NONNEG_OPS = {"Relu", "Sigmoid", "Softplus"}
 _MOVES = {"MaxPool", "Resize", "Concat", "Split", "Slice", "Reshape", "Transpose", "Flatten", "Identity"}
 _MIN_SCALE = 1e-8
@@ -64,36 +64,6 @@ class ConvQuant:
             raise ValueError(f"input_scale must be finite and > 0, got {self.input_scale}")
         if not 2 <= self.weight_bits <= 8:
             raise ValueError(f"weight_bits must be 2..8, got {self.weight_bits}")
-
-
-def conv_module_name(node_name: str) -> str:
-    """``/model/backbone/stages.0/stages.0.1/cv1/conv/Conv`` -> ``backbone.stages.0.1.cv1.conv``: the module
-    name of an ONNX node from the TorchScript exporter's scope path."""
-    parts = [p for p in node_name.split("/") if p]
-    if len(parts) < 2:
-        return node_name
-    parts = parts[:-1]  # the op ("Conv", "Conv_1")
-    if parts[0] == "model":  # the export wrapper's attribute
-        parts = parts[1:]
-    merged: list[str] = []
-    for p in parts:  # a container's child is scoped "stages.0/stages.0.1": keep the longer one
-        if merged and p.startswith(merged[-1] + "."):
-            merged[-1] = p
-        else:
-            merged.append(p)
-    return ".".join(merged)
-
-
-def conv_nodes(model: onnx.ModelProto) -> dict[str, onnx.NodeProto]:
-    """Module name -> Conv node of an exported ghostq model."""
-    out: dict[str, onnx.NodeProto] = {}
-    for n in model.graph.node:
-        if n.op_type == "Conv":
-            name = conv_module_name(n.name)
-            if name in out:
-                raise ValueError(f"two Conv nodes map to module {name!r}: {out[name].name}, {n.name}")
-            out[name] = n
-    return out
 
 
 # ------------------------------------------------------------------------------------------- calibration
@@ -166,51 +136,6 @@ def ptq_minmax(
 
 
 # ------------------------------------------------------------------------------------------- the writer
-class _UnionFind:
-    def __init__(self) -> None:
-        self.parent: dict[str, str] = {}
-
-    def add(self, x: str) -> None:
-        self.parent.setdefault(x, x)
-
-    def find(self, x: str) -> str:
-        while self.parent[x] != x:
-            self.parent[x] = self.parent[self.parent[x]]
-            x = self.parent[x]
-        return x
-
-    def union(self, a: str, b: str) -> None:
-        self.add(a)
-        self.add(b)
-        self.parent[self.find(a)] = self.find(b)
-
-
-def _groups(
-    model: onnx.ModelProto, conv_inputs: set[str], transparent: frozenset[str] = _TRANSPARENT
-) -> tuple[dict[str, str], set[str]]:
-    """Tensor -> group root over conv inputs and the transparent ops feeding them; names of the transparent
-    nodes inside a group (their inputs are rewired to the quantized tensors)."""
-    producer = {o: n for n in model.graph.node for o in n.output}
-    graph_inputs = {x.name for x in model.graph.input}
-    uf = _UnionFind()
-    for t in conv_inputs:
-        uf.add(t)
-    inside: set[str] = set()
-    changed = True
-    while changed:
-        changed = False
-        for n in model.graph.node:
-            outs = [o for o in n.output if o]
-            if n.op_type not in transparent or n.name in inside or not any(o in uf.parent for o in outs):
-                continue
-            data_inputs = [i for i in n.input if i] if n.op_type in _MULTI_INPUT else [n.input[0]]
-            for t in [*outs[1:], *(i for i in data_inputs if i in producer or i in graph_inputs)]:
-                uf.union(t, outs[0])
-            inside.add(n.name)
-            changed = True
-    return {t: uf.find(t) for t in uf.parent}, inside
-
-
 def _nonnegative(model: onnx.ModelProto, tensor: str, known_min: dict[str, float]) -> bool:
     """True when ``tensor`` cannot be negative: a calibrated minimum >= 0, or made by ReLU / Sigmoid /
     Softplus and data movement, Add or Max of such tensors."""
