@@ -197,7 +197,7 @@ def available_backends() -> dict[str, str]:
     from importlib.util import find_spec
 
     out["trt"] = "ok" if find_spec("tensorrt") else "tensorrt is not installed (pip install ghostq[trt])"
-    out["torch"] = "ok" if find_spec("torch") else "torch is not installed (pip install ghostq)"
+    out["torch"] = "ok" if find_spec("torch") else "torch is not installed (pip install \"ghostq[train]\")"
     return out
 
 

@@ -8,6 +8,7 @@ LogitClip-ed logits (when the model was trained with LogitClip), ``boxes`` [B, N
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -33,11 +34,11 @@ class TorchRuntime(Runtime):
         device: str = "cpu",
     ) -> None:
         super().__init__(decode)
-        try:
-            import torch
+        try:  # imported here, never at module level: ghostq.deploy runs without torch
+            torch = self._torch = importlib.import_module("torch")
         except ImportError:
             raise GhostqError(
-                "backend torch needs PyTorch, which is not installed here (pip install ghostq); "
+                'backend torch needs PyTorch, which is not installed here (pip install "ghostq[train]"); '
                 "run the exported .onnx / engine instead"
             ) from None
 
@@ -66,14 +67,12 @@ class TorchRuntime(Runtime):
         )
 
     def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        import torch
-
+        torch = self._torch
         x = torch.from_numpy(self.check_batch(batch)).to(self.device)
         with torch.no_grad():
             scores, boxes = self.wrapper(x)
         return {"scores": scores.cpu().numpy(), "boxes": boxes.cpu().numpy()}
 
     def describe(self) -> dict[str, Any]:
-        import torch
-
-        return {**super().describe(), "device": str(self.device), "threads": self.threads, "torch": torch.__version__}
+        return {**super().describe(), "device": str(self.device), "threads": self.threads,
+                "torch": self._torch.__version__}
