@@ -162,8 +162,8 @@ def test_torch_runtime_agrees_with_onnx_runtime_on_an_exported_detector(tmp_path
     export = pytest.importorskip("ghostq.export.onnx_export")
     from ghostq.config import Config
     from ghostq.detect.checkpoint import save_checkpoint
-    from ghostq.detect.train import build_model_from_config
     from ghostq.detect.losses.robust import logit_clip_from_config
+    from ghostq.detect.train import build_model_from_config
 
     cfg = Config.model_validate({"data": {"img_size": 64}, "loss": {"logit_clip": logit_clip}})
     torch.manual_seed(0)
