@@ -17,8 +17,10 @@ STAGES = ("train", "compress", "export", "bench", "report")
 EXPORTED = ("model_fp32.onnx", "model_fp16.onnx", "model_int8.onnx", "model_int8_cpu.onnx")
 
 
-def bench_stage(cfg: Config, force: bool = False) -> Path:
-    """Time the exported ONNX files interleaved on the configured runtime -> bench/ort_cpu.json; sample PNGs."""
+def bench_stage(cfg: Config, force: bool = False) -> bool:
+    """Time the exported ONNX files interleaved on the configured runtime -> bench/ort_cpu.json; sample PNGs.
+
+    Returns False when the stage was current and skipped."""
     from ghostq.atomic import atomic_write_json
     from ghostq.deploy.bench import BenchSettings, compare
 
@@ -27,14 +29,14 @@ def bench_stage(cfg: Config, force: bool = False) -> Path:
     out = run / "bench" / "ort_cpu.json"
     digest = config_hash(cfg, ["bench"])
     if not force and run.is_current("bench", digest, files):
-        return out
+        return False
     b = cfg.bench
     settings = BenchSettings(batches=tuple(b.batches), warmup=b.warmup, iters=b.iters, threads=b.threads or None)
     with run.stage("bench", digest, files) as stage:
         stage.add_artifact(atomic_write_json(out, compare(files, backend=b.backend, settings=settings)))
         for png in _sample_predictions(cfg, run):
             stage.add_artifact(png)
-    return out
+    return True
 
 
 def _sample_predictions(cfg: Config, run: RunDir) -> list[Path]:
@@ -70,9 +72,8 @@ def run_pipeline(cfg: Config, force: bool = False, say: Callable[[str], Any] = p
     status["export"] = "skipped (current)" if exported.skipped else "done"
     for msg in exported.messages:
         say(f"      {msg}")
-    say("[4/5] bench")
-    bench_stage(cfg, force=force)
-    status["bench"] = "done"
+    say("[4/5] bench (ONNX Runtime, models interleaved)")
+    status["bench"] = "done" if bench_stage(cfg, force=force) else "skipped (current)"
     say("[5/5] report")
     report = write_report(cfg.run_dir)
     status["report"] = "done"

@@ -38,6 +38,7 @@ def test_run_writes_every_stage_and_a_filled_report(tmp_path: Path) -> None:
     said: list[str] = []
     summary = run_pipeline(cfg, say=said.append)
     assert said[0] == "[1/5] train" and said[-1] == "[5/5] report"
+    assert any(line.startswith("[4/5] bench") for line in said)
     run = tmp_path / "smoke"
     assert summary["stages"] == {s: "done" for s in ("train", "compress", "export", "bench", "report")}
     manifest = json.loads((run / "manifest.json").read_text())
@@ -62,7 +63,8 @@ def test_run_writes_every_stage_and_a_filled_report(tmp_path: Path) -> None:
     assert (run / "report_latency.png").is_file() and (run / "report_map_vs_latency.png").is_file()
     assert len(list((run / "predict").glob("*.png"))) == 2
     again = run_pipeline(cfg, say=lambda _: None)
-    assert again["stages"]["train"] == again["stages"]["compress"] == again["stages"]["export"] == "skipped (current)"
+    for stage in ("train", "compress", "export", "bench"):
+        assert again["stages"][stage] == "skipped (current)", stage
     result = CliRunner().invoke(app, ["report", str(run)])
     assert result.exit_code == 0, result.output
     assert (run / "report.md").read_text().splitlines()[:4] == report.splitlines()[:4]
