@@ -31,6 +31,12 @@ import numpy as np
 import torch
 
 from ghostq.config import Config, load_config
+from ghostq.detect.data.coco_json import dataset_to_coco
+from ghostq.detect.data.noise import add_label_noise
+from ghostq.detect.data.prepare import prepare_data
+from ghostq.detect.data.records import Dataset
+from ghostq.detect.distributed import DistInfo
+from ghostq.detect.trainer import Trainer
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -47,10 +53,6 @@ METHODS: dict[str, list[str]] = {
 
 def noisy_splits(splits, rate: float, seed: int):
     """The splits with symmetric class-flip noise on the train records (val untouched), and the noise record."""
-    from ghostq.detect.data.coco_json import dataset_to_coco
-    from ghostq.detect.data.noise import add_label_noise
-    from ghostq.detect.data.records import Dataset
-
     coco = dataset_to_coco(Dataset(splits.format, splits.root, splits.classes, splits.train))
     noisy, changes = add_label_noise(coco, "symmetric", rate, seed)
     by_image: dict[int, list[int]] = {}
@@ -65,15 +67,11 @@ def noisy_splits(splits, rate: float, seed: int):
 
 
 def run_method(name: str, base: list[str], root: Path, rate: float, seed: int) -> dict:
-    from ghostq.detect.data.prepare import prepare_data
-    from ghostq.detect.distributed import DistInfo
-    from ghostq.detect.train import _Trainer
-
     overrides = [*base, f"run.root={root}", f"run.name={name.replace('+', '_')}", *METHODS[name]]
     cfg: Config = load_config(REPO / "configs" / "smoke.yaml", overrides)
     splits, noise = noisy_splits(prepare_data(cfg), rate, seed)
     t0 = time.time()
-    trainer = _Trainer(cfg, splits, DistInfo(), torch.device("cpu"))
+    trainer = Trainer(cfg, splits, DistInfo(), torch.device("cpu"))
     summary = trainer.fit(None, show_progress=False)
     return {
         "method": name,
