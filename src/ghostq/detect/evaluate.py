@@ -75,11 +75,54 @@ def evaluate(
 
 def evaluate_coco(gt: GroundTruth | dict | str | Path, dets: list[dict] | str | Path) -> dict:
     """COCO bbox mAP50, mAP50:95 and per-class AP through pycocotools (fractions in [0, 1])."""
+    truth = load_ground_truth(gt)
+    ev = coco_eval(truth, _load_detections(dets, truth))
+    p = ev.params
+    # precision: (iouThrs, recThrs, catIds, areaRng, maxDets); -1 where a class has no GT. This is what
+    # COCOeval.summarize() averages for stats[0] (AP@[.5:.95]) and stats[1] (AP@.5).
+    prec = ev.eval["precision"][:, :, :, p.areaRngLbl.index("all"), p.maxDets.index(100)]
+    t50 = int(np.argmin(np.abs(np.asarray(p.iouThrs) - 0.5)))
+    per_class: dict[str, dict[str, float | None]] = {}
+    for cat_id, name in zip(truth.cat_ids, truth.cat_names, strict=True):
+        k = list(p.catIds).index(int(cat_id))
+        per_class[name] = {"AP50": _mean_valid(prec[t50, :, k]), "AP50_95": _mean_valid(prec[:, :, k])}
+    return {
+        "metric": "coco",
+        "mAP50": _mean_valid(prec[t50]) or 0.0,
+        "mAP50_95": _mean_valid(prec) or 0.0,
+        "per_class": per_class,
+        "by_size": _ap_by_size(ev, truth, t50),
+        "num_images": len(truth.image_ids),
+        "num_dets": len(ev.cocoDt.getAnnIds()),
+    }
+
+
+def _ap_by_size(ev: Any, truth: GroundTruth, t50: int) -> dict[str, dict[str, float | int | None]]:
+    """COCO AP for small / medium / large objects (pycocotools' area ranges, inclusive as it applies them)
+    and the share of counted (non-difficult) ground-truth objects in each bucket."""
+    p = ev.params
+    area = truth.ann_xywh[:, 2] * truth.ann_xywh[:, 3]
+    counted = ~truth.ann_difficult
+    out: dict[str, dict[str, float | int | None]] = {}
+    for label in ("small", "medium", "large"):
+        a = p.areaRngLbl.index(label)
+        lo, hi = p.areaRng[a]
+        prec = ev.eval["precision"][:, :, :, a, p.maxDets.index(100)]
+        num = int((counted & (area >= lo) & (area <= hi)).sum())
+        out[label] = {
+            "AP50": _mean_valid(prec[t50]),
+            "AP50_95": _mean_valid(prec),
+            "num_gt": num,
+            "gt_share": num / max(int(counted.sum()), 1),
+        }
+    return out
+
+
+def coco_eval(truth: GroundTruth, found: _Detections) -> Any:
+    """pycocotools' COCOeval after evaluate() and accumulate() (per-image matches in `evalImgs`)."""
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
-    truth = load_ground_truth(gt)
-    found = _load_detections(dets, truth)
     _require_positives(truth)
     images = [{"id": int(i)} for i in truth.image_ids]
     categories = [{"id": int(c), "name": n} for c, n in zip(truth.cat_ids, truth.cat_names, strict=True)]
@@ -98,23 +141,7 @@ def evaluate_coco(gt: GroundTruth | dict | str | Path, dets: list[dict] | str | 
         ev = COCOeval(coco_gt, coco_dt, iouType="bbox")
         ev.evaluate()
         ev.accumulate()
-    p = ev.params
-    # precision: (iouThrs, recThrs, catIds, areaRng, maxDets); -1 where a class has no GT. This is what
-    # COCOeval.summarize() averages for stats[0] (AP@[.5:.95]) and stats[1] (AP@.5).
-    prec = ev.eval["precision"][:, :, :, p.areaRngLbl.index("all"), p.maxDets.index(100)]
-    t50 = int(np.argmin(np.abs(np.asarray(p.iouThrs) - 0.5)))
-    per_class: dict[str, dict[str, float | None]] = {}
-    for cat_id, name in zip(truth.cat_ids, truth.cat_names, strict=True):
-        k = list(p.catIds).index(int(cat_id))
-        per_class[name] = {"AP50": _mean_valid(prec[t50, :, k]), "AP50_95": _mean_valid(prec[:, :, k])}
-    return {
-        "metric": "coco",
-        "mAP50": _mean_valid(prec[t50]) or 0.0,
-        "mAP50_95": _mean_valid(prec) or 0.0,
-        "per_class": per_class,
-        "num_images": len(truth.image_ids),
-        "num_dets": len(found.score),
-    }
+    return ev
 
 
 def evaluate_voc(
