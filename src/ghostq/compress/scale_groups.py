@@ -71,7 +71,7 @@ def _groups(
     producer = {o: n for n in model.graph.node for o in n.output}
     graph_inputs = {x.name for x in model.graph.input}
     uf = _UnionFind()
-    for t in conv_inputs:
+    for t in sorted(conv_inputs):  # sorted: set order varies between processes (hash seed), exports must not
         uf.add(t)
     inside: set[str] = set()
     changed = True

@@ -18,7 +18,10 @@ Placement (DESIGN §6, NVIDIA's QAT guidance for detectors):
 - Concat, MaxPool and Resize are transparent: a quantized tensor made by one of them pulls its inputs into
   the same group, every tensor of a group gets a Q/DQ with one shared scale (Concat inputs and output, SPPF's
   MaxPool chain, a Resize feeding a Concat), so they run in INT8 with no requantization;
-- a group's scale is the largest given scale of its convs' inputs (it covers all of their ranges).
+- a group's scale is the largest given scale of its convs' inputs (it covers all of their ranges);
+- a residual Add reads its skip input (a tensor that already has a Q/DQ, e.g. the next conv's input) through
+  that Q/DQ, with its scale: no float copy of a quantized tensor is left (NVIDIA: quantize the skip input only).
+Names and order of the added nodes and initializers follow the graph, so an export is the same byte for byte.
 
 The CPU form uses the same weights and the same groups with UINT8 activations: a group that is non-negative
 (ReLU outputs and what MaxPool / Resize / Concat make of them, or a calibrated minimum >= 0) gets scale
@@ -227,6 +230,11 @@ def write_qdq(
     # activations: one Q/DQ per tensor of each group, one scale per group (or per conv: share_scales=False)
     known_min = {nodes[n].input[0]: spec[n].input_min for n in spec if spec[n].input_min is not None}
     placements: list[tuple[list[str], float, set[str]]] = []  # (tensors, scale, names of the nodes to rewire)
+    producer_index = {o: k for k, n in enumerate(g.node) for o in n.output}
+
+    def position(t: str) -> tuple[int, str]:  # graph order, so names and order never depend on set order
+        return producer_index.get(t, -1), t
+
     if share_scales:
         group_of, inside = _groups(m, {nodes[n].input[0] for n in spec},
                                    _TRANSPARENT if form == "trt" else _TRANSPARENT_CPU)
@@ -238,14 +246,15 @@ def write_qdq(
         for t, r in group_of.items():
             members.setdefault(r, []).append(t)
         consumers = {nodes[n].name for n in spec} | inside
-        placements = [(tensors, scale[r], consumers) for r, tensors in members.items()]
+        ordered = sorted((sorted(ts, key=position) for ts in members.values()), key=lambda ts: position(ts[0]))
+        placements = [(tensors, scale[group_of[tensors[0]]], consumers) for tensors in ordered]
     else:
         for name, q in spec.items():
             placements.append(([nodes[name].input[0]], float(q.input_scale), {nodes[name].name}))
-    producer_index = {o: k for k, n in enumerate(g.node) for o in n.output}
     # signs are read from the graph as exported, before any consumer is rewired to a DequantizeLinear output
     one_sided = [form == "cpu" and all(_nonnegative(m, t, known_min) for t in p[0]) for p in placements]
     used: set[str] = set()
+    dequantized: dict[str, str] = {}  # tensor -> the output of its (first) DequantizeLinear
     for (tensors, s, consumers), nonneg in zip(placements, one_sided, strict=True):
         if form == "trt":
             qs, zp = s, np.array(0, np.int8)
@@ -259,6 +268,7 @@ def write_qdq(
         for t in tensors:
             tt = _unique(_safe(t), used) if t != tensors[0] else tag
             tq, tdq = f"{tt}_q", f"{tt}_dq"
+            dequantized.setdefault(t, tdq)
             at = producer_index.get(t, -1) + 1
             new_nodes.append((at, helper.make_node("QuantizeLinear", [t, f"{tag}_act_scale", f"{tag}_act_zero_point"],
                                                    [tq], name=f"{tt}_QuantizeLinear")))
@@ -270,6 +280,14 @@ def write_qdq(
                     for k, i in enumerate(n.input):
                         if i == t and (n.op_type != "Conv" or k == 0):
                             n.input[k] = tdq
+
+    # a residual Add reads its skip input through the Q/DQ already placed on that tensor (same scale): reading
+    # the float tensor beside its QuantizeLinear is a round trip TensorRT cannot fuse (DESIGN §6)
+    for n in g.node:
+        if n.op_type == "Add":
+            for k, i in enumerate(n.input):
+                if i in dequantized:
+                    n.input[k] = dequantized[i]
 
     g.initializer.extend(new_inits)
     nodes_out = list(g.node)

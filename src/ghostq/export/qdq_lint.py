@@ -15,8 +15,15 @@
 - ``activation-per-channel``: activations must be quantized per tensor (one scale).
 - ``qdq-between-conv-and-activation``: Q/DQ between a conv (or its BatchNorm) and its activation: it
   prevents the conv + activation fusion; quantize the activation's output (the next conv's input) instead.
+- ``qdq-on-conv-output``: any other Q/DQ on a conv's (or its BatchNorm's) output that is not the input
+  quantizer of a next weighted layer (a conv with no activation feeding a conv): a float round trip that no
+  INT8 layer reads, e.g. on a prediction conv's output.
 - ``concat-scale-mismatch``: Concat inputs (and the Q on its output) need one shared scale, else TensorRT
   requantizes each input instead of concatenating INT8 in place.
+- ``maxpool-scale-mismatch``, ``resize-scale-mismatch``: a MaxPool / Resize quantized on both sides (wherever
+  it leads, not only into a Concat) needs one scale on its input and output (SPPF's MaxPool chain, upsampling).
+- ``add-skip-unquantized``: an Add reads a float tensor that also feeds a QuantizeLinear (the residual skip
+  input beside the next conv's Q): read that Q's DequantizeLinear output instead, so TensorRT fuses the Add.
 - ``requant-round-trip``: a DequantizeLinear feeding a QuantizeLinear directly (INT8 -> float -> INT8).
 - ``opset-per-channel``: per-channel Q/DQ needs opset >= 13.
 """
@@ -42,7 +49,11 @@ RULES = (
     "weight-axis",
     "activation-per-channel",
     "qdq-between-conv-and-activation",
+    "qdq-on-conv-output",
     "concat-scale-mismatch",
+    "maxpool-scale-mismatch",
+    "resize-scale-mismatch",
+    "add-skip-unquantized",
     "requant-round-trip",
     "opset-per-channel",
 )
@@ -130,6 +141,10 @@ def lint_qdq(model: onnx.ModelProto) -> list[Violation]:
             out += _check_clip(g, n)
         elif n.op_type == "Concat":
             out += _check_concat(g, n)
+        elif n.op_type in ("MaxPool", "Resize"):
+            out += _check_passthrough(g, n)
+        elif n.op_type == "Add":
+            out += _check_add(g, n)
         if n.op_type in _WEIGHTED:
             out += _check_weight(g, n)
         if n.op_type == _DQ:
@@ -205,6 +220,38 @@ def _check_concat(g: _Graph, n: onnx.NodeProto) -> list[Violation]:
     return []
 
 
+def _check_passthrough(g: _Graph, n: onnx.NodeProto) -> list[Violation]:
+    """MaxPool / Resize: the scale its input was quantized with equals the one its output is quantized with."""
+    x = n.input[0]
+    prod = g.producer.get(x)
+    sources = [prod] if prod is not None and prod.op_type == _DQ else [c for c in g.consumers.get(x, [])
+                                                                       if c.op_type == _Q]
+    before = [(g.name(d), s) for d in sources if (s := _scale_of(g, d)) is not None]
+    after = [(g.name(q), s) for q in g.consumers.get(n.output[0], [])
+             if q.op_type == _Q and (s := _scale_of(g, q)) is not None]
+    if not before or not after:
+        return []
+    ref_name, ref = before[0]
+    diff = [nm for nm, s in after if s.shape != ref.shape or not np.allclose(s, ref, rtol=1e-6, atol=0)]
+    if diff:
+        return [Violation(f"{n.op_type.lower()}-scale-mismatch", g.name(n),
+                          f"input quantized with the scale of {ref_name}, output by {', '.join(diff)} with "
+                          "another; share one scale so it runs in INT8 in place")]
+    return []
+
+
+def _check_add(g: _Graph, n: onnx.NodeProto) -> list[Violation]:
+    """Add: no input may be the float twin of a tensor that is also quantized (a residual skip input)."""
+    out = []
+    for i in dict.fromkeys(x for x in n.input if x):
+        qs = [c for c in g.consumers.get(i, []) if c.op_type == _Q]
+        if qs:
+            out.append(Violation("add-skip-unquantized", g.name(n),
+                                 f"reads {i!r} in float while {g.name(qs[0])} quantizes it; read its "
+                                 "DequantizeLinear output (Q/DQ on the skip input, same scale) so TensorRT fuses"))
+    return out
+
+
 def _check_weight(g: _Graph, n: onnx.NodeProto) -> list[Violation]:
     idx = _WEIGHTED[n.op_type]
     if len(n.input) <= idx:
@@ -232,18 +279,24 @@ def _check_weight(g: _Graph, n: onnx.NodeProto) -> list[Violation]:
 
 
 def _check_conv_output(g: _Graph, n: onnx.NodeProto) -> list[Violation]:
+    """Q/DQ on a conv's (or BN's) output: legal only as the input quantizer of a next weighted layer."""
     out = []
     for q in g.consumers.get(n.output[0], []):
         if q.op_type != _Q:
             continue
-        for dq in g.consumers.get(q.output[0], []):
-            if dq.op_type != _DQ:
-                continue
-            for c in g.consumers.get(dq.output[0], []):
-                if c.op_type in _ACTIVATIONS or c.op_type == "BatchNormalization":
-                    out.append(Violation("qdq-between-conv-and-activation", g.name(q),
-                                         f"Q/DQ between {g.name(n)} and {c.op_type} {g.name(c)} blocks the fusion; "
-                                         "quantize the activation's output instead"))
+        dq_outs = [dq.output[0] for dq in g.consumers.get(q.output[0], []) if dq.op_type == _DQ]
+        readers = [c for t in dq_outs for c in g.consumers.get(t, [])]
+        act = next((c for c in readers if c.op_type in _ACTIVATIONS or c.op_type == "BatchNormalization"), None)
+        if act is not None:
+            out.append(Violation("qdq-between-conv-and-activation", g.name(q),
+                                 f"Q/DQ between {g.name(n)} and {act.op_type} {g.name(act)} blocks the fusion; "
+                                 "quantize the activation's output instead"))
+            continue
+        if not any(c.op_type in _WEIGHTED and c.input[0] in dq_outs for c in readers):
+            what = f"{readers[0].op_type} {g.name(readers[0])}" if readers else "nothing"
+            out.append(Violation("qdq-on-conv-output", g.name(q),
+                                 f"Q/DQ on the output of {g.name(n)} (read by {what}): a float round trip that "
+                                 "blocks the fusion; quantize only the next conv's input"))
     return out
 
 
