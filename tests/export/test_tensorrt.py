@@ -15,7 +15,8 @@ from ghostq.export.trtexec import trtexec_command, write_trtexec_script
 
 
 def test_trtexec_weak_int8_command() -> None:
-    cmd = trtexec_command("model_int8.onnx", "model_int8.plan", (3, 320, 320), "int8", "weak", 1, 2, 8, 512)
+    cmd = trtexec_command("model_int8.onnx", "model_int8.plan", (3, 320, 320), "int8", "weak", 1, 2, 8, 512,
+                          tensorrt_major=10)
     assert cmd[0] == "/usr/src/tensorrt/bin/trtexec"
     assert "--onnx=model_int8.onnx" in cmd and "--saveEngine=model_int8.plan" in cmd
     assert "--minShapes=images:1x3x320x320" in cmd and "--optShapes=images:2x3x320x320" in cmd

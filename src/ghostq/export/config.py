@@ -76,3 +76,7 @@ class ExportConfig(_Section):
     jetson_trtexec: str = Field(
         "/usr/src/tensorrt/bin/trtexec", description="trtexec path written into export/trtexec.sh"
     )
+    tensorrt_major: Literal[10, 11] = Field(
+        10, description="TensorRT major export/trtexec.sh is written for where the tensorrt package is absent "
+        "(the installed one wins): 10 (JetPack 6) or 11 (always strongly typed, no --int8/--fp16)"
+    )
