@@ -23,17 +23,22 @@ class HQConfig(_Section):
     )
     target_uniform_bits: int = Field(4, ge=2, le=8, description="budget = cost of uniform weights at these bits")
     min_bits: int = Field(2, ge=2, le=8, description="lowest width HQ may choose (paper: 2)")
+    weights: Literal["raw", "folded"] = Field(
+        "raw", description="what k-means clusters: raw conv weights (GHOST's code) or BN-folded (the executed ones)")
 
 
 class DistillConfig(_Section):
     w_det: float = Field(2.0, ge=0, description="weight of the detection loss (GHOST code: 2)")
     w_kd: float = Field(400.0, ge=0, description="weight of the OST attention loss (GHOST code: 400)")
-    scm: Literal["gumbel", "gt", "off"] = Field(
-        "gt", description="switch: gumbel (learned hard gate), gt (teacher only where its loss is lower), off (always)")
+    scm: Literal["gumbel", "gumbel_learned", "gt", "off"] = Field(
+        "gt", description="switch: gumbel (GHOST: fixed random projections, hard Gumbel gate), gumbel_learned "
+        "(trained projections held at an open rate), gt (teacher only where its loss is lower), off (always)")
     layers: list[str] | None = Field(
         None, description="paired layers (fnmatch, outermost match); None: backbone stages and neck blocks")
     proj_dim: int = Field(128, ge=1, description="gumbel switch: projection width of the channel descriptors")
     tau: float = Field(1.0, gt=0, description="gumbel switch: temperature of the Gumbel-sigmoid")
+    open_target: float = Field(0.5, gt=0, lt=1, description="gumbel_learned: open share the gate is held at")
+    open_weight: float = Field(4.0, gt=0, description="gumbel_learned: weight of (open share - open_target)^2")
 
 
 class PTQConfig(_Section):

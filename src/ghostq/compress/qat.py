@@ -26,6 +26,7 @@ from ghostq.detect.ema import ModelEMA
 from ghostq.detect.inference import evaluate_detector, make_eval_loader
 from ghostq.detect.train import augment_from_config, build_loss_from_config, lr_factor
 from ghostq.errors import GhostqError
+from ghostq.progress import LoopProgress
 
 
 @dataclass
@@ -87,7 +88,8 @@ def train_quantized(cfg: Config, ccfg: CompressConfig, student: nn.Module, teach
         names = distill_layer_names(student, ccfg.distill.layers)
         example = torch.zeros(1, cfg.data.in_channels, cfg.data.img_size, cfg.data.img_size, device=device)
         d = ccfg.distill
-        ost = OSTLoss(feature_channels(teacher, names, example), d.scm, d.proj_dim, d.tau).to(device)
+        ost = OSTLoss(feature_channels(teacher, names, example), d.scm, d.proj_dim, d.tau, d.open_target,
+                      d.open_weight).to(device)
         tap_s, tap_t = FeatureTap(student, names), FeatureTap(teacher, names)
     opt_cfg = cfg.train
     groups = qat_param_groups([student] + ([ost] if ost is not None else []), opt_cfg.weight_decay)
@@ -107,12 +109,18 @@ def train_quantized(cfg: Config, ccfg: CompressConfig, student: nn.Module, teach
     val_gt = splits.val_coco()
     best_map, best_state, best_row, history = -1.0, None, {}, []
     train_s, n_steps, step_s = 0.0, 0, 0.0
+    # the switch's open share, averaged over windows of about a quarter epoch (metrics.json "switch")
+    trace_every, open_trace, window = max(1, steps // 4), [], []
+    progress = LoopProgress("compress", ccfg.epochs, steps, enabled=show_progress and info.is_main)
     try:
+        progress.__enter__()
         for epoch in range(ccfg.epochs):
             net.train()
             sampler.set_epoch(epoch)
             ds.set_epoch(epoch)
             sums: dict[str, float] = {}
+            done = 0
+            progress.begin_epoch(epoch)
             t0 = time.time()
             for step, (images, targets, _m) in enumerate(loader):
                 if max_steps is not None and n_steps >= max_steps:
@@ -154,10 +162,18 @@ def train_quantized(cfg: Config, ccfg: CompressConfig, student: nn.Module, teach
                 if n_steps >= 1:  # the first step carries one-off costs
                     step_s += dt
                 n_steps += 1
+                done += 1
+                if "switch_on" in parts:
+                    window.append(float(parts["switch_on"]))
+                    if len(window) == trace_every:
+                        open_trace.append({"step": n_steps, "open": round(sum(window) / len(window), 4)})
+                        window.clear()
                 for k, v in {"loss": float(loss.detach()), **{k: float(v) for k, v in parts.items()}}.items():
                     sums[k] = sums.get(k, 0.0) + v
+                progress.step(images.shape[0] * info.world_size, _shown(sums, done))
             train_s += time.time() - t0
-            row = {"epoch": epoch + 1, **{k: all_reduce_mean(v / max(1, steps), info, device) for k, v in sums.items()}}
+            progress.end_epoch(_shown(sums, max(1, done)))
+            row = {"epoch": epoch + 1, **{k: all_reduce_mean(v / max(1, done), info, device) for k, v in sums.items()}}
             last = epoch + 1 == ccfg.epochs or (max_steps is not None and n_steps >= max_steps)
             if (epoch + 1) % ccfg.val_every == 0 or last:
                 if info.enabled:
@@ -166,9 +182,8 @@ def train_quantized(cfg: Config, ccfg: CompressConfig, student: nn.Module, teach
                     model = ema.module if ema is not None else student
                     m = evaluate_detector(model, val_loader, val_gt, cfg.eval, device)
                     row.update(mAP50=m["mAP50"], mAP50_95=m["mAP50_95"])
-                    if show_progress:
-                        print(f"compress epoch {epoch + 1}: loss {row.get('loss', 0):.4f} "
-                              f"val mAP50 {m['mAP50']:.4f} mAP50:95 {m['mAP50_95']:.4f}", flush=True)
+                    progress.print(f"compress epoch {epoch + 1}: loss {row.get('loss', 0):.4f} "
+                                   f"val mAP50 {m['mAP50']:.4f} mAP50:95 {m['mAP50_95']:.4f}")
                     if m["mAP50"] > best_map:
                         best_map, best_row = m["mAP50"], row
                         best_state = copy.deepcopy(model.state_dict())
@@ -176,6 +191,7 @@ def train_quantized(cfg: Config, ccfg: CompressConfig, student: nn.Module, teach
             if last:
                 break
     finally:
+        progress.__exit__(None, None, None)
         for tap in (tap_s, tap_t):
             if tap is not None:
                 tap.remove()
@@ -184,7 +200,17 @@ def train_quantized(cfg: Config, ccfg: CompressConfig, student: nn.Module, teach
         final.load_state_dict(best_state)
     metrics = {"mAP50": best_row.get("mAP50"), "mAP50_95": best_row.get("mAP50_95"),
                "best_epoch": best_row.get("epoch"), "train_seconds": round(train_s, 2)}
+    if distill:
+        if window:
+            open_trace.append({"step": n_steps, "open": round(sum(window) / len(window), 4)})
+        metrics["switch"] = {"scm": ccfg.distill.scm, "open_per_epoch": [r.get("switch_on") for r in history],
+                             "open_trace": open_trace}
     return QATResult(final.eval(), metrics, history, train_s, step_s / max(1, n_steps - 1))
+
+
+def _shown(sums: dict[str, float], steps: int) -> dict[str, float]:
+    """The loss terms a progress line shows: running means over the epoch's steps so far."""
+    return {k: v / steps for k, v in sums.items() if k != "num_fg"}
 
 
 def fp_step_seconds(cfg: Config, model: nn.Module, splits: DataSplits, device: torch.device,
