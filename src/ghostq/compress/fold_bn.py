@@ -5,7 +5,8 @@ registration order) by a BatchNorm2d over its output channels (``ConvBNAct``'s `
 ``nn.Sequential(conv, bn, ...)``). The BN becomes ``nn.Identity`` and the conv gets the bias:
     w' = w * gamma / sqrt(var + eps)            (per output channel)
     b' = (b - mean) * gamma / sqrt(var + eps) + beta
-Valid in eval mode (running statistics), which is what GHOST's QAT starts from.
+Valid in eval mode (running statistics), which is what GHOST's QAT starts from. The fused conv keeps the raw
+conv weight as ``unfolded_weight`` (a plain attribute, not in its state dict) for HQ's ``weights: raw``.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ def fold_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
     fused.weight.copy_(w.to(conv.weight.dtype))
     fused.bias.copy_(((b - mean) * factor + beta).to(conv.weight.dtype))
     fused.train(conv.training)
+    fused.unfolded_weight = getattr(conv, "unfolded_weight", conv.weight).detach().clone()
     return fused
 
 

@@ -2,7 +2,8 @@
 
 GHOST's rule (paper and code): "cluster the layer's weights with k-means into 2^n centres for n = 2..8;
 score = 1e6 * mean squared distance of each weight to its centre; the layer gets the first n whose score is
-below a threshold T (T = 0.1), else 8 bits." ghostq adds a budget mode: from the same curves, choose widths
+below a threshold T (T = 0.1), else 8 bits." GHOST clusters the raw conv weights; ghostq can also cluster the
+BN-folded weights that are executed (``hq.weights``). ghostq adds a budget mode: from the same curves, choose widths
 that meet a target average weight bit width, size (MB) or BOPs (G) with the least total k-means error
 (sum over layers of numel * mean squared distance), greedily over the curves.
 """
@@ -16,9 +17,12 @@ from typing import Literal
 
 import numpy as np
 
+from ghostq.errors import ConfigError
+
 BITS = tuple(range(2, 9))
 SCORE_SCALE = 1e6  # GHOST: score = 1e6 * mean squared distance
 BudgetKind = Literal["avg_bits", "size_mb", "bops_g"]
+TOTALS_KEY = {"avg_bits": "avg_weight_bits", "size_mb": "size_mb", "bops_g": "bops_g"}  # budget -> ModelCost.totals
 
 
 def _kmeanspp(points: np.ndarray, weight: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
@@ -152,8 +156,9 @@ def hq_bits(model, quant_config, input_shape: Sequence[int], hq) -> dict:  # noq
     """Run HQ on a BN-folded FP model: per-layer bits + the bits.json payload (layers and totals).
 
     ``quant_config`` (QuantConfig) says which layers are quantized (first / prediction switches, overrides);
-    ``hq`` is the ``compress.hq`` section (mode, threshold, budget). Errors are k-means scores of the folded
-    weights, i.e. of the weights that are actually quantized and executed.
+    ``hq`` is the ``compress.hq`` section (mode, threshold, budget, weights). Errors are k-means scores of the
+    raw conv weights (``hq.weights=raw``, GHOST: each fused conv's ``unfolded_weight`` from ``fold_bn``) or of
+    the folded weights that are quantized and executed (``folded``). Costs are always those of the folded model.
     """
     from ghostq.compress.cost import model_cost
     from ghostq.compress.quantize import FP_BITS, resolve_bits
@@ -164,10 +169,10 @@ def hq_bits(model, quant_config, input_shape: Sequence[int], hq) -> dict:  # noq
     # layers the user gave bits for (exact names or patterns) keep them; HQ searches the rest
     pinned = {n for n in base if any(n == p or fnmatch.fnmatchcase(n, p) for p in quant_config.layer_bits)}
     searched = [n for n, b in base.items() if b != FP_BITS and n not in pinned]
-    curves = {} if hq.mode == "uniform" else {
-        n: error_curve(model.get_submodule(n).weight.detach().cpu().numpy(), BITS) for n in searched}
+    curves = {} if hq.mode == "uniform" else {n: error_curve(clustered_weight(model.get_submodule(n), hq.weights))
+                                              for n in searched}
     chosen = dict(base)
-    info: dict = {"mode": hq.mode}
+    info: dict = {"mode": hq.mode, "weights": None if hq.mode == "uniform" else hq.weights}  # None: nothing clustered
     if hq.mode == "uniform":  # quant_config's default bits and overrides, as resolved above
         pass
     elif hq.mode == "rule":
@@ -177,17 +182,26 @@ def hq_bits(model, quant_config, input_shape: Sequence[int], hq) -> dict:  # noq
         target = hq.target
         if target is None:  # the cost of the same layers at uniform target_uniform_bits
             uniform = {**base, **dict.fromkeys(searched, hq.target_uniform_bits)}
-            target = model_cost(model, input_shape, bits=uniform).totals()[hq.budget]
+            target = model_cost(model, input_shape, bits=uniform).totals()[TOTALS_KEY[hq.budget]]
         fixed_bits = {n: b for n, b in base.items() if n not in searched}
         fixed = _fixed_cost(model_cost(model, input_shape, bits=fixed_bits), set(searched), hq.budget)
         layer_curves = [LayerCurve(n, curves[n], rows[n].weight_params, rows[n].macs) for n in searched]
-        if hq.budget == "avg_bits":  # avg over every counted weight, FP layers included at 32
-            n_all = sum(r.weight_params for r in fp_cost.layers)
-            scale = sum(lc.params for lc in layer_curves) / n_all
-            target_in = (target - fixed) / scale
-            chosen.update(budget_bits(layer_curves, "avg_bits", target_in, min_bits=hq.min_bits))
-        else:
-            chosen.update(budget_bits(layer_curves, hq.budget, target, fixed=fixed, min_bits=hq.min_bits))
+        try:
+            if not layer_curves:  # every layer pinned or FP: nothing to choose
+                pass
+            elif hq.budget == "avg_bits":  # avg over every counted weight, FP layers included at 32
+                n_all = sum(r.weight_params for r in fp_cost.layers)
+                scale = sum(lc.params for lc in layer_curves) / n_all
+                target_in = (target - fixed) / scale
+                chosen.update(budget_bits(layer_curves, "avg_bits", target_in, min_bits=hq.min_bits))
+            else:
+                chosen.update(budget_bits(layer_curves, hq.budget, target, fixed=fixed, min_bits=hq.min_bits))
+        except ValueError:
+            key = "target" if hq.target is not None else "target_uniform_bits"
+            raise ConfigError(
+                f"compress.hq.{key}={getattr(hq, key)}: the {hq.budget} budget {target:.6g} cannot be met, even "
+                f"{hq.min_bits} bits on every searched layer cost more; raise it or lower compress.hq.min_bits"
+            ) from None
         info.update(budget=hq.budget, target=target)
     cost = model_cost(model, input_shape, bits=chosen)
     by_name = {r.name: r for r in cost.layers}
@@ -199,6 +213,14 @@ def hq_bits(model, quant_config, input_shape: Sequence[int], hq) -> dict:  # noq
                                      "size_mb": totals["size_mb"], "bops_g": totals["bops_g"],
                                      "params": totals["params"], "macs": totals["macs"],
                                      "input_shape": list(input_shape)}}
+
+
+def clustered_weight(module, weights: str = "raw") -> np.ndarray:  # noqa: ANN001
+    """The weights HQ clusters for one conv: raw (before BN folding, GHOST) or folded (executed)."""
+    if weights not in ("raw", "folded"):
+        raise ValueError(f"hq.weights must be raw or folded, got {weights!r}")
+    w = getattr(module, "unfolded_weight", module.weight) if weights == "raw" else module.weight
+    return w.detach().cpu().numpy()
 
 
 def _fixed_cost(cost, searched: set[str], kind: str) -> float:  # noqa: ANN001
