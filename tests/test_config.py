@@ -27,8 +27,10 @@ def test_defaults_and_overrides(tmp_path: Path) -> None:
     assert cfg.run_dir == Path("/some/dir/exp1")
 
 
-def test_empty_file_gives_defaults(tmp_path: Path) -> None:
-    assert load_config(_write(tmp_path, "")) == Config()
+def test_empty_mapping_gives_defaults_but_an_empty_file_is_an_error(tmp_path: Path) -> None:
+    assert load_config(_write(tmp_path, "{}\n")) == Config()
+    with pytest.raises(ConfigError, match=r"cfg.yaml: the config file is empty"):
+        load_config(_write(tmp_path, "# only a comment\n"))
 
 
 @pytest.mark.parametrize(
@@ -36,12 +38,12 @@ def test_empty_file_gives_defaults(tmp_path: Path) -> None:
     [
         ("data:\n  bogus: 1\n", [], "data.bogus: unknown key"),
         ("train:\n  epochs: many\n", [], "train.epochs: Input should be a valid integer"),
-        ("", ["train.lr=-1"], "train.lr: Input should be greater than 0"),
+        ("{}", ["train.lr=-1"], "train.lr: Input should be greater than 0"),
         ("data:\n  img_size: 330\n", [], "data.img_size: must be a multiple of 32"),
         ("model:\n  strides: [16, 8]\n", [], "model.strides: strides must be consecutive powers of two"),
         ("data:\n  format: dota\n", [], "data.root is required"),
         ("model:\n  head: softmax\n", [], "does not fit model.head='softmax'"),
-        ("", ["model.act=gelu"], "model.act: Input should be 'relu' or 'silu'"),
+        ("{}", ["model.act=gelu"], "model.act: Input should be 'relu' or 'silu'"),
     ],
 )
 def test_errors_name_file_and_key(tmp_path: Path, text: str, overrides: list[str], expected: str) -> None:
