@@ -26,6 +26,7 @@ from ghostq.detect.ema import ModelEMA
 from ghostq.detect.inference import evaluate_detector, make_eval_loader
 from ghostq.detect.losses.robust import logit_clip_from_config
 from ghostq.errors import GhostqError
+from ghostq.progress import LoopProgress
 from ghostq.runs import RunDir
 
 
@@ -154,18 +155,13 @@ class Trainer:
         self.images_seen = int(state.get("images_seen", 0))
 
     # -- loop -----------------------------------------------------------------------------------------------
-    def train_one_epoch(self, epoch: int, progress: Any) -> dict[str, float]:
+    def train_one_epoch(self, epoch: int, progress: LoopProgress | None = None) -> dict[str, float]:
         self.net.train()
         self.sampler.set_epoch(epoch)
         self.train_ds.set_epoch(epoch)
         sums: dict[str, float] = {}
-        task = (
-            progress.add_task(
-                f"epoch {epoch + 1}/{self.cfg.train.epochs}", total=self.steps_per_epoch, info=""
-            )
-            if progress
-            else None
-        )
+        if progress is not None:
+            progress.begin_epoch(epoch)
         t0 = time.time()
         for step, (images, targets, _metas) in enumerate(self.loader):
             images = images.to(self.device, non_blocking=True)
@@ -188,13 +184,14 @@ class Trainer:
             parts = {"loss": float(loss.detach()), **{k: float(v) for k, v in parts.items()}}
             for k, v in parts.items():
                 sums[k] = sums.get(k, 0.0) + v
-            if task is not None:
-                shown = " ".join(f"{k} {v / (step + 1):.3f}" for k, v in sums.items() if k != "num_fg")
-                progress.update(task, advance=1, info=shown)
+            if progress is not None:
+                progress.step(images.shape[0] * self.info.world_size, _shown(sums, step + 1))
         self.train_seconds += time.time() - t0
         n = max(1, self.steps_per_epoch)
         means = {k: all_reduce_mean(v / n, self.info, self.device) for k, v in sums.items()}
         means["lr"] = self.optimizer.param_groups[0]["lr"]
+        if progress is not None:
+            progress.end_epoch(_shown(sums, n))
         return means
 
     def _check_finite(self, loss: torch.Tensor, parts: dict, epoch: int, step: int) -> None:
@@ -213,20 +210,14 @@ class Trainer:
             )
 
     def fit(self, stop_after: int | None, show_progress: bool) -> dict[str, Any]:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
         cfg = self.cfg
         last_epoch = (
             cfg.train.epochs if stop_after is None else min(cfg.train.epochs, self.start_epoch + stop_after)
         )
-        columns = [
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-            TextColumn("{task.fields[info]}"),
-        ]
-        with Progress(*columns, disable=not (show_progress and self.info.is_main)) as progress:
+        with LoopProgress(
+            "train", cfg.train.epochs, self.steps_per_epoch, start_epoch=self.start_epoch, stop_epoch=last_epoch,
+            enabled=show_progress and self.info.is_main,
+        ) as progress:
             for epoch in range(self.start_epoch, last_epoch):
                 row = {"epoch": epoch + 1, **self.train_one_epoch(epoch, progress)}
                 if (epoch + 1) % cfg.train.val_every == 0 or epoch + 1 == cfg.train.epochs:
@@ -238,7 +229,7 @@ class Trainer:
                             logit_clip_from_config(cfg, cfg.model.head),
                         )
                         row.update(mAP50=m["mAP50"], mAP50_95=m["mAP50_95"])
-                        progress.console.print(
+                        progress.print(
                             f"epoch {epoch + 1}: val mAP50 {m['mAP50']:.4f} mAP50:95 {m['mAP50_95']:.4f}"
                         )
                 self.history.append(row)
@@ -278,6 +269,11 @@ class Trainer:
             "num_val": len(self.splits.val),
             "history": self.history,
         }
+
+
+def _shown(sums: dict[str, float], steps: int) -> dict[str, float]:
+    """The loss terms a progress line shows: running means (the positives' count is no loss term)."""
+    return {k: v / steps for k, v in sums.items() if k != "num_fg"}
 
 
 def _to_float(out: Any) -> Any:

@@ -237,7 +237,7 @@ def test_vedai_every_corner_matches_the_raw_text(rs_samples, res):
 # ---------------------------------------------------------------------------------------------- COCO
 def test_coco_sample(rs_samples, tmp_path):
     root = rs_samples / "coco"
-    with pytest.raises(GhostqError, match="1 of 1 images .* missing: .*000000448263.jpg"):
+    with pytest.raises(GhostqError, match="all 1 images .* missing .*000000448263.jpg.*--annotations-only"):
         load_dataset("coco", root)
     with pytest.raises(GhostqError, match="empty dataset: all 1 images"):  # skip-missing leaves nothing
         load_dataset("coco", root, skip_missing=True)

@@ -12,7 +12,9 @@ from ghostq.detect.data.records import Dataset
 def dataset_to_coco(ds: Dataset) -> dict[str, Any]:
     """COCO dict: image ids 1..N in record order, category id = class id + 1, bbox xywh, difficult kept.
 
-    A difficult/ignore object is written with `difficult: 1` and `ignore: 1`; oriented boxes (where the
+    A difficult/ignore object is written with `iscrowd: 1`, `difficult: 1` and `ignore: 1`: pycocotools
+    (and every tool built on it) honours only `iscrowd`, and this is how `ghostq eval` scores such objects,
+    so any tool scores the converted file as ghostq does. Oriented boxes (where the
     source has them) go into `segmentation` as one 8-value polygon. IR images go into `ir_file_name`.
     """
     images, annotations = [], []
@@ -36,7 +38,7 @@ def dataset_to_coco(ds: Dataset) -> dict[str, Any]:
                 "category_id": int(rec.labels[k]) + 1,
                 "bbox": [x1, y1, w, h],
                 "area": w * h,
-                "iscrowd": 0,
+                "iscrowd": int(rec.difficult[k]),
                 "difficult": int(rec.difficult[k]),
                 "ignore": int(rec.difficult[k]),
                 "segmentation": [[float(v) for v in rec.polygons[k]]] if rec.polygons is not None else [],

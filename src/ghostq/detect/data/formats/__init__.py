@@ -28,11 +28,15 @@ from typing import Any, Literal
 import numpy as np
 from PIL import Image
 
+from ghostq.detect.data.reading import MAX_ANNOTATION_BYTES, read_limited, shown
 from ghostq.detect.data.records import Dataset, ImageRecord
 from ghostq.errors import DataFormatError, GhostqError
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")  # lookup order when several share a stem
 MAX_LISTED = 5  # missing files named in an error message before "(and N more)"
+MAX_COORD = float(np.finfo(np.float32).max)  # records hold float32: a larger coordinate would become inf
+MAX_INT_DIGITS = 18  # class codes, flags and image sizes; anything longer is not one (and fits int64)
+ANNOTATIONS_ONLY_FORMATS = ("coco", "dior", "dior-r")  # formats whose annotations state the image size
 
 
 # ---------------------------------------------------------------------------------------------- problems
@@ -44,29 +48,55 @@ class Problem:
     path: str
     line: int | None
     message: str
+    count: int = 1  # how many problems this entry stands for (>1: a summary of ones not listed)
 
     def __str__(self) -> str:
         where = f"{self.path}:{self.line}" if self.line is not None else self.path
         return f"{where}: {self.message}"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"severity": self.severity, "path": self.path, "line": self.line, "message": self.message}
+        d = {"severity": self.severity, "path": self.path, "line": self.line, "message": self.message}
+        return d if self.count == 1 else {**d, "count": self.count}
 
 
 class Issues:
-    """Where parsers send problems: raise at the first error (`collect=False`) or collect them all."""
+    """Where parsers send problems: raise at the first error (`collect=False`) or collect them all.
 
-    def __init__(self, collect: bool = False) -> None:
+    A collecting `Issues` lists at most `per_file` problems of each severity per file; `finish()` adds one
+    summary entry per file for the rest, so a 100,000-line file of bad boxes gives a readable report.
+    """
+
+    def __init__(self, collect: bool = False, per_file: int | None = None) -> None:
         self.collect = collect
+        self.per_file = per_file
         self.problems: list[Problem] = []
+        self._listed: dict[tuple[str, str], int] = {}
+        self._unlisted: dict[tuple[str, str], int] = {}
+
+    def _add(self, severity: Literal["error", "warning"], path: str | Path, message: str, line: int | None) -> None:
+        key = (str(path), severity)
+        if self.per_file is not None and self._listed.get(key, 0) >= self.per_file:
+            self._unlisted[key] = self._unlisted.get(key, 0) + 1
+            return
+        self._listed[key] = self._listed.get(key, 0) + 1
+        self.problems.append(Problem(severity, str(path), line, message))
 
     def error(self, path: str | Path, message: str, line: int | None = None) -> None:
         if not self.collect:
             raise DataFormatError(path, message, line)
-        self.problems.append(Problem("error", str(path), line, message))
+        self._add("error", path, message, line)
 
     def warning(self, path: str | Path, message: str, line: int | None = None) -> None:
-        self.problems.append(Problem("warning", str(path), line, message))
+        self._add("warning", path, message, line)
+
+    def finish(self) -> list[Problem]:
+        """The problems, plus one summary per file and severity for those beyond `per_file`."""
+        for (path, severity), n in self._unlisted.items():
+            what = f"{severity}s" if n > 1 else severity
+            message = f"{n:,} more {what} in this file not listed (the first {self.per_file} are)"
+            self.problems.append(Problem(severity, path, None, message, count=n))  # type: ignore[arg-type]
+        self._unlisted.clear()
+        return self.problems
 
     @property
     def errors(self) -> list[Problem]:
@@ -131,20 +161,25 @@ def parse_number(token: str, what: str = "coordinate") -> float:
     """A finite decimal number written in ASCII; anything else raises LineError saying what and why."""
     token = token.strip(" \t")
     if _NON_FINITE.fullmatch(token):
-        raise LineError(f"{what} is not finite: {token!r}")
+        raise LineError(f"{what} is not finite: {shown(token)}")
     if not _NUMBER.fullmatch(token):
-        raise LineError(f"{what} is not a number: {token!r}")
+        raise LineError(f"{what} is not a number: {shown(token)}")
     value = float(token)
     if not np.isfinite(value):
-        raise LineError(f"{what} is not finite: {token!r}")
+        raise LineError(f"{what} is not finite: {shown(token)}")
+    if abs(value) > MAX_COORD:
+        raise LineError(f"{what} is out of range (beyond +-{MAX_COORD:.4g}, the float32 limit): {shown(token)}")
     return value
 
 
 def parse_int(token: str, what: str) -> int:
-    """An ASCII integer (e.g. a class code or a flag)."""
+    """An ASCII integer (e.g. a class code or a flag) of at most MAX_INT_DIGITS digits."""
     token = token.strip(" \t")
     if not _INT.fullmatch(token):
-        raise LineError(f"{what} is not an integer: {token!r}")
+        raise LineError(f"{what} is not an integer: {shown(token)}")
+    digits = len(token.lstrip("+-").lstrip("0"))
+    if digits > MAX_INT_DIGITS:
+        raise LineError(f"{what} is too large: an integer of {digits:,} digits ({shown(token)})")
     return int(token)
 
 
@@ -152,7 +187,7 @@ def parse_flag(token: str, what: str) -> bool:
     """A 0/1 flag."""
     value = parse_int(token, what)
     if value not in (0, 1):
-        raise LineError(f"{what} must be 0 or 1, found {token!r}")
+        raise LineError(f"{what} must be 0 or 1, found {shown(token)}")
     return bool(value)
 
 
@@ -167,12 +202,19 @@ def class_lookup(classes: Iterable[str]) -> dict[str, int]:
     return {name.lower(): i for i, name in enumerate(classes)}
 
 
+def read_bytes(path: Path, issues: Issues) -> bytes | None:
+    """An annotation file's bytes: regular files up to MAX_ANNOTATION_BYTES; anything else is a problem."""
+    try:
+        return read_limited(path, MAX_ANNOTATION_BYTES)
+    except DataFormatError as err:
+        issues.error(path, err.message, err.line)
+        return None
+
+
 def read_text(path: Path, issues: Issues) -> str | None:
     """A text annotation file as str (UTF-8, BOM dropped); undecodable bytes are a problem at their line."""
-    try:
-        data = path.read_bytes()
-    except OSError as err:
-        issues.error(path, f"cannot read: {err.strerror or err}")
+    data = read_bytes(path, issues)
+    if data is None:
         return None
     try:
         text = data.decode("utf-8")
@@ -275,6 +317,8 @@ def build_dataset(
                 f"annotation says the image is {entry.size[0]}x{entry.size[1]}, "
                 f"{entry.image_path.name} is {width}x{height} (using the image's size)",
             )
+        if entry.ir_path is not None and entry.ir_path.is_file():
+            _check_ir_size(entry, width, height, issues)
         records.append(_record(entry, width, height, scan.oriented))
         kept.append(entry)
 
@@ -284,15 +328,15 @@ def build_dataset(
                 issues.error(
                     entry.ann_path or entry.image_path, f"annotation without image: {entry.image_path}"
                 )
-        elif not skip_missing:
+        elif not skip_missing and records:  # when none exists, the "empty dataset" error below says more
             raise GhostqError(
                 f"{len(missing)} of {len(scan.entries)} images named by the annotations are missing: "
                 f"{list_paths((e.image_path for e in missing), len(missing))}; "
-                "skip_missing (--skip-missing) loads the rest"
+                "--skip-missing loads the rest"
             )
     if not records:
         if missing:
-            message = f"empty dataset: all {len(missing)} images named by the annotations are missing"
+            message = _none_found_message(fmt, root, scan, missing, require_images)
         else:
             message = f"empty dataset: no annotated images found (expected {scan.layout})"
         issues.error(root, message)
@@ -304,6 +348,34 @@ def build_dataset(
         missing=[str(e.image_path) for e in missing],
     )
     return ds, kept
+
+
+def _check_ir_size(entry: Entry, width: int, height: int, issues: Issues) -> None:
+    """An infrared image must be as large as its RGB image (they are stacked as channels)."""
+    ir = entry.ir_path
+    try:
+        ir_size = image_size(ir)  # type: ignore[arg-type]
+    except Exception as err:  # PIL raises many types on a bad header; any of them means unreadable
+        issues.error(ir, f"unreadable infrared image: {err}")  # type: ignore[arg-type]
+        return
+    if ir_size != (width, height):
+        issues.error(
+            ir,  # type: ignore[arg-type]
+            f"infrared image is {ir_size[0]}x{ir_size[1]}, its RGB image {entry.image_path.name} is "
+            f"{width}x{height}; they must be the same size",
+        )
+
+
+def _none_found_message(fmt: str, root: Path, scan: Scan, missing: list[Entry], require_images: bool) -> str:
+    """No image named by the annotations exists: name a few, the layout, and what would work instead."""
+    message = (
+        f"empty dataset: all {len(missing)} images named by the annotations are missing "
+        f"({list_paths((e.image_path for e in missing), len(missing))}); "
+        f"check the dataset folder (expected {scan.layout})"
+    )
+    if require_images and fmt in ANNOTATIONS_ONLY_FORMATS:
+        message += "; or pass --annotations-only to convert / check the annotations without the images"
+    return message
 
 
 def _scan_fn(fmt: str) -> ScanFn:

@@ -14,13 +14,14 @@ A json file has no useful line numbers: problems name the entry instead (`annota
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ghostq.detect.data.formats import Entry, Issues, LineError, ParsedObject, Scan, list_paths
+from ghostq.detect.data.formats import MAX_COORD, Entry, Issues, LineError, ParsedObject, Scan, list_paths
+from ghostq.detect.data.reading import MAX_JSON_BYTES, load_json_file, shown
+from ghostq.errors import DataFormatError
 
 LAYOUT = "a COCO json file (or a folder with one *.json) and its images"
 
@@ -43,15 +44,21 @@ class CocoData:
 
 def _int(value: Any, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise LineError(f"{what} must be an integer, found {value!r}")
+        raise LineError(f"{what} must be an integer, found {shown(value)}")
+    if not -(2**63) <= value < 2**63:
+        raise LineError(f"{what} is out of the 64-bit integer range: {shown(value)}")
     return value
 
 
 def _number(value: Any, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise LineError(f"{what} must be a number, found {value!r}")
+        raise LineError(f"{what} must be a number, found {shown(value)}")
+    if isinstance(value, int) and abs(value) > MAX_COORD:  # math.isfinite would overflow on a huge int
+        raise LineError(f"{what} is out of range (beyond +-{MAX_COORD:.4g}, the float32 limit): {shown(value)}")
     if not math.isfinite(value):
-        raise LineError(f"{what} is not finite: {value!r}")
+        raise LineError(f"{what} is not finite: {shown(value)}")
+    if abs(value) > MAX_COORD:
+        raise LineError(f"{what} is out of range (beyond +-{MAX_COORD:.4g}, the float32 limit): {shown(value)}")
     return float(value)
 
 
@@ -60,7 +67,7 @@ def _flag(value: Any, what: str) -> bool:
         return False
     if value in (0, 1):  # also False/True
         return bool(value)
-    raise LineError(f"{what} must be 0 or 1, found {value!r}")
+    raise LineError(f"{what} must be 0 or 1, found {shown(value)}")
 
 
 def _list(data: dict[str, Any], key: str, required: bool = True) -> list[Any]:
@@ -74,7 +81,7 @@ def _list(data: dict[str, Any], key: str, required: bool = True) -> list[Any]:
 
 def _entry(kind: str, i: int, item: Any) -> str:
     ident = item.get("id") if isinstance(item, dict) else None
-    return f"{kind}[{i}]" + (f" (id {ident})" if ident is not None else "")
+    return f"{kind}[{i}]" + (f" (id {shown(ident)})" if ident is not None else "")
 
 
 def parse_coco_dict(data: Any, path: str | Path = "<json>", issues: Issues | None = None) -> CocoData:
@@ -97,7 +104,7 @@ def parse_coco_dict(data: Any, path: str | Path = "<json>", issues: Issues | Non
             cid = _int(cat.get("id"), "id")
             name = cat.get("name")
             if not isinstance(name, str) or not name:
-                raise LineError(f"name must be a non-empty string, found {name!r}")
+                raise LineError(f"name must be a non-empty string, found {shown(name)}")
             if cid in cat_index:
                 raise LineError(f"category id {cid} appears twice")
         except LineError as err:
@@ -114,7 +121,7 @@ def parse_coco_dict(data: Any, path: str | Path = "<json>", issues: Issues | Non
             iid = _int(img.get("id"), "id")
             name = img.get("file_name")
             if not isinstance(name, str) or not name:
-                raise LineError(f"file_name must be a non-empty string, found {name!r}")
+                raise LineError(f"file_name must be a non-empty string, found {shown(name)}")
             width, height = _int(img.get("width"), "width"), _int(img.get("height"), "height")
             if width <= 0 or height <= 0:
                 raise LineError(f"image size must be positive, found {width}x{height}")
@@ -122,7 +129,7 @@ def parse_coco_dict(data: Any, path: str | Path = "<json>", issues: Issues | Non
                 raise LineError(f"image id {iid} appears twice")
             ir_name = img.get("ir_file_name")
             if ir_name is not None and (not isinstance(ir_name, str) or not ir_name):
-                raise LineError(f"ir_file_name must be a non-empty string, found {ir_name!r}")
+                raise LineError(f"ir_file_name must be a non-empty string, found {shown(ir_name)}")
         except LineError as err:
             issues.error(path, f"{_entry('images', i, img)}: {err}")
             continue
@@ -152,23 +159,23 @@ def _parse_annotation(
         raise LineError(f"unknown category_id {cid} (not in 'categories')")
     bbox = ann.get("bbox")
     if not isinstance(bbox, list) or len(bbox) != 4:
-        raise LineError(f"bbox must be a list of 4 numbers [x, y, w, h], found {bbox!r}")
+        raise LineError(f"bbox must be a list of 4 numbers [x, y, w, h], found {shown(bbox)}")
     x, y, w, h = (_number(v, f"bbox[{k}]") for k, v in enumerate(bbox))
+    if max(abs(x + w), abs(y + h)) > MAX_COORD:
+        raise LineError(f"bbox {shown(bbox)} ends beyond +-{MAX_COORD:.4g} (the float32 limit)")
     difficult = any(_flag(ann.get(key), key) for key in ("iscrowd", "ignore", "difficult"))
     return ParsedObject(box=(x, y, x + w, y + h), label=cat_index[cid], difficult=difficult), image_id
 
 
 def load_coco_json(path: Path, issues: Issues) -> Any:
-    """json.load with a file:line error for bad JSON (NaN/Infinity literals pass here, fail per entry)."""
+    """The parsed json, or None after a file:line problem (bad JSON, too large, not a regular file, ...).
+
+    NaN/Infinity literals pass here and fail per entry.
+    """
     try:
-        with path.open("rb") as f:
-            return json.load(f)
-    except json.JSONDecodeError as err:
-        issues.error(path, f"not valid JSON: {err.msg} (column {err.colno})", err.lineno)
-    except UnicodeDecodeError as err:
-        issues.error(path, f"not UTF-8 text (byte {err.start})")
-    except OSError as err:
-        issues.error(path, f"cannot read: {err.strerror or err}")
+        return load_json_file(path, MAX_JSON_BYTES)
+    except DataFormatError as err:
+        issues.error(path, err.message, err.line)
     return None
 
 

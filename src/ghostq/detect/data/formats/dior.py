@@ -2,6 +2,9 @@
 
 Layout: `root/Annotations/Horizontal Bounding Boxes/*.xml` (dior) or `root/Annotations/Oriented Bounding
 Boxes/*.xml` (dior-r); images in `root/JPEGImages-trainval/`, `root/JPEGImages-test/` or `root/JPEGImages/`.
+Where an image is absent (`--annotations-only`), its folder comes from the split lists
+`root/ImageSets/Main/{train,val,trainval,test}.txt` (test ids -> JPEGImages-test, the others ->
+JPEGImages-trainval), else the first image folder that exists.
 Class names match classes.DIOR case-insensitively (`Expressway-Service-area`). DIOR has no difficult tag
 (default 0; honoured where present). `<folder>`/`<path>` are ignored (some are not ASCII, none are right).
 The XML is parsed with expat so that every object and field keeps its line number for error messages.
@@ -28,11 +31,21 @@ from ghostq.detect.data.formats import (
     parse_flag,
     parse_int,
     parse_number,
+    read_bytes,
+    read_text,
 )
+from ghostq.detect.data.reading import shown
 
 T = TypeVar("T")
 
 IMAGE_DIRS = ("JPEGImages-trainval", "JPEGImages-test", "JPEGImages")
+# ImageSets/Main/<split>.txt -> the folder of its images
+SPLIT_DIRS = {
+    "train": "JPEGImages-trainval",
+    "val": "JPEGImages-trainval",
+    "trainval": "JPEGImages-trainval",
+    "test": "JPEGImages-test",
+}
 ANN_DIRS = {False: "Horizontal Bounding Boxes", True: "Oriented Bounding Boxes"}
 # robndbox corner tags in polygon order: left-top, right-top, right-bottom, left-bottom.
 CORNERS = ("left_top", "right_top", "right_bottom", "left_bottom")
@@ -117,7 +130,7 @@ def _parse_object(obj: XmlNode, oriented: bool) -> ParsedObject:
     name = _field(obj, "name", lambda text, _what: text)
     label = _CLASS_INDEX.get(name.lower())
     if label is None:
-        raise _At(obj.find("name").line, f"unknown class {name!r} (expected one of: {', '.join(DIOR)})")
+        raise _At(obj.find("name").line, f"unknown class {shown(name)} (expected one of: {', '.join(DIOR)})")
     difficult = _field(obj, "difficult", parse_flag) if obj.find("difficult") is not None else False
     if oriented:
         rb = obj.find("robndbox")
@@ -186,6 +199,21 @@ def _image_index(root: Path) -> dict[str, str]:
     return found
 
 
+def split_folders(root: Path, issues: Issues) -> dict[str, str]:
+    """Image id -> image folder, from the split lists in `ImageSets/Main/` (empty when there are none)."""
+    folders: dict[str, str] = {}
+    for split, folder in SPLIT_DIRS.items():
+        path = root / "ImageSets" / "Main" / f"{split}.txt"
+        if not path.exists():
+            continue
+        text = read_text(path, issues)
+        for line in (text or "").splitlines():
+            image_id = line.strip()
+            if image_id:
+                folders.setdefault(image_id, folder)
+    return folders
+
+
 def _scan(root: Path, issues: Issues, oriented: bool) -> Scan:
     ann_dir = root / "Annotations" / ANN_DIRS[oriented]
     layout = f"Annotations/{ANN_DIRS[oriented]}/*.xml and {'|'.join(IMAGE_DIRS)}/<id>.jpg"
@@ -195,17 +223,18 @@ def _scan(root: Path, issues: Issues, oriented: bool) -> Scan:
         return scan
     images = _image_index(root)
     default_dir = next((d for d in IMAGE_DIRS if (root / d).is_dir()), IMAGE_DIRS[0])
+    split_dirs = split_folders(root, issues)
     for ann in sorted(ann_dir.glob("*.xml")):
-        try:
-            data = ann.read_bytes()
-        except OSError as err:
-            issues.error(ann, f"cannot read: {err.strerror or err}")
+        data = read_bytes(ann, issues)
+        if data is None:
             continue
         parsed = parse_dior_xml(data, ann, oriented, issues)
         candidates = ([parsed.filename] if parsed.filename else []) + [ann.stem + ext for ext in IMAGE_EXTS]
         rel = next((images[c.lower()] for c in candidates if c.lower() in images), None)
         if rel is None:
-            rel = f"{default_dir}/{parsed.filename or ann.stem + '.jpg'}"
+            name = parsed.filename or ann.stem + ".jpg"
+            folder = split_dirs.get(ann.stem) or split_dirs.get(Path(name).stem) or default_dir
+            rel = f"{folder}/{name}"
         scan.entries.append(
             Entry(
                 file_name=rel, image_path=root / rel, objects=parsed.objects, ann_path=ann, size=parsed.size

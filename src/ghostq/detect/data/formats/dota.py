@@ -30,6 +30,7 @@ from ghostq.detect.data.formats import (
     read_text,
     split_fields,
 )
+from ghostq.detect.data.reading import shown
 
 LAYOUT = "labelTxt/*.txt and images/<stem>.png|.jpg|.tif|.bmp"
 _HEADERS = ("imagesource:", "gsd:")
@@ -48,7 +49,7 @@ def parse_dota_line(text: str, class_index: Mapping[str, int], classes: Sequence
     name = fields[8]
     label = class_index.get(name.lower())
     if label is None:
-        raise LineError(f"unknown class {name!r} (expected one of: {', '.join(classes)})")
+        raise LineError(f"unknown class {shown(name)} (expected one of: {', '.join(classes)})")
     difficult = parse_flag(fields[9], "difficult flag") if len(fields) == 10 else False
     return ParsedObject(box=box_from_polygon(poly), label=label, difficult=difficult, polygon=poly)
 

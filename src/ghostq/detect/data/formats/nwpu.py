@@ -25,6 +25,7 @@ from ghostq.detect.data.formats import (
     parse_number,
     read_text,
 )
+from ghostq.detect.data.reading import shown
 
 GT_DIR, POSITIVE_DIR, NEGATIVE_DIR = "ground truth", "positive image set", "negative image set"
 LAYOUT = f"'{GT_DIR}/NNN.txt' with '{POSITIVE_DIR}/NNN.jpg' (and optionally '{NEGATIVE_DIR}/')"
@@ -34,7 +35,7 @@ _LINE = re.compile(r"\(([^()]*)\)[ \t]*,[ \t]*\(([^()]*)\)[ \t]*,[ \t]*([^(),]*)
 def _point(group: str, which: str) -> tuple[float, float]:
     parts = group.split(",")
     if len(parts) != 2:
-        raise LineError(f"expected 2 numbers in ({group}) for {which}, found {len(parts)}")
+        raise LineError(f"expected 2 numbers in ({shown(group)[1:-1]}) for {which}, found {len(parts)}")
     return parse_number(parts[0], f"{which} x"), parse_number(parts[1], f"{which} y")
 
 
@@ -45,7 +46,7 @@ def parse_nwpu_line(text: str) -> ParsedObject | None:
         return None
     m = _LINE.fullmatch(text)
     if m is None:
-        raise LineError(f"expected '(x1,y1),(x2,y2),class', found {text[:60]!r}")
+        raise LineError(f"expected '(x1,y1),(x2,y2),class', found {shown(text)}")
     x1, y1 = _point(m.group(1), "top-left")
     x2, y2 = _point(m.group(2), "bottom-right")
     code = parse_int(m.group(3), "class number")
