@@ -160,7 +160,8 @@ def ensure_synthetic(
     progress: ProgressFn | None = None,
 ) -> Dataset:
     """The set at `out`, generated on first use: reused when a complete set with the same parameters and
-    generator version is there (a cheap check of the marker and the files), else (re)generated."""
+    generator version is there (a cheap check of the marker and the files), else (re)generated, showing its
+    progress (``ghostq.progress``) unless `progress` is given."""
     params = synthetic_params(images, size, seed, ir, val_frac)
     root = Path(out)
     try:
@@ -176,6 +177,11 @@ def ensure_synthetic(
         and all((root / "images" / f"{s}.png").is_file() for s in prev.get("files", []))
     ):
         return load_synthetic(root)
+    if progress is None:  # generated on first use (inside training): show it, a bar or lines in a log
+        from ghostq.progress import count_progress
+
+        with count_progress(f"synth {root.name}", images) as shown:
+            return generate_synthetic(root, images, size, seed, ir, val_frac, progress=shown)
     return generate_synthetic(root, images, size, seed, ir, val_frac, progress=progress)
 
 
