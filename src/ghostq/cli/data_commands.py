@@ -13,9 +13,10 @@ from ghostq.atomic import atomic_write_json
 from ghostq.cli.app import console, data_app
 from ghostq.detect.data.check import DEFAULT_TOLERANCE, check_dataset, summarize
 from ghostq.detect.data.coco_json import write_coco_json
-from ghostq.detect.data.formats import FORMATS, load_dataset
+from ghostq.detect.data.formats import ANNOTATIONS_ONLY_FORMATS, FORMATS, load_dataset
 from ghostq.detect.data.records import Dataset
 from ghostq.errors import GhostqError
+from ghostq.writable import require_writable_file
 
 # typer shows the values as the allowed choices (`dior-r` is a value, not a Python name).
 DataFormat = Enum("DataFormat", {f.replace("-", "_"): f for f in FORMATS}, type=str)  # type: ignore[misc]
@@ -25,7 +26,7 @@ _ROOT = typer.Option(..., "--root", help="dataset folder (coco: the json file or
 _ANN_ONLY = typer.Option(
     False,
     "--annotations-only",
-    help="keep images absent locally when the annotations state their size (coco, dior, dior-r)",
+    help=f"keep images absent locally when the annotations state their size ({', '.join(ANNOTATIONS_ONLY_FORMATS)})",
 )
 _RESOLUTION = typer.Option(
     None, "--resolution", help="VEDAI only: 512 or 1024 (default: what exists, 512 first)"
@@ -33,8 +34,16 @@ _RESOLUTION = typer.Option(
 _IMAGE_DIR = typer.Option(None, "--image-dir", help="COCO only: folder the json's file_name values are under")
 
 
-def _options(fmt: str, resolution: int | None, image_dir: Path | None) -> dict[str, Any]:
+def _options(
+    fmt: str, resolution: int | None, image_dir: Path | None, annotations_only: bool = False
+) -> dict[str, Any]:
+    """Loader options from the format-specific flags; a flag given for a format it does not apply to is refused."""
     options: dict[str, Any] = {}
+    if annotations_only and fmt not in ANNOTATIONS_ONLY_FORMATS:
+        raise GhostqError(
+            f"--annotations-only works for {', '.join(ANNOTATIONS_ONLY_FORMATS)} only (their annotations state "
+            f"each image's size); {fmt} files do not, so its images are needed"
+        )
     if resolution is not None:
         if fmt != "vedai":
             raise GhostqError(f"--resolution applies to vedai only, not {fmt}")
@@ -80,13 +89,11 @@ def convert(
 ) -> None:
     """Convert a dataset to COCO json (any detection tool reads it)."""
     name = DataFormat(fmt).value
-    ds = load_dataset(
-        name,
-        root,
-        skip_missing=skip_missing,
-        require_images=not annotations_only,
-        **_options(name, resolution, image_dir),
-    )
+    options = _options(name, resolution, image_dir, annotations_only)
+    require_writable_file(out, "COCO json (--out)")
+    if json_path is not None:
+        require_writable_file(json_path, "summary JSON (--json)")
+    ds = load_dataset(name, root, skip_missing=skip_missing, require_images=not annotations_only, **options)
     write_coco_json(ds, out)
     summary = _summary(ds, out)
     table = Table(title=f"{name} -> {out}", show_footer=True)
@@ -129,13 +136,16 @@ def check(
 ) -> None:
     """Report every problem of a dataset (file:line and what is wrong); exit 1 when there is an error."""
     name = DataFormat(fmt).value
+    options = _options(name, resolution, image_dir, annotations_only)
+    if json_path is not None:
+        require_writable_file(json_path, "problem report (--json)")
     problems = check_dataset(
         name,
         root,
         tolerance=tolerance,
         decode_images=not no_decode,
         require_images=not annotations_only,
-        **_options(name, resolution, image_dir),
+        **options,
     )
     counts = summarize(problems)
     if json_path is not None:

@@ -15,6 +15,7 @@ from rich.table import Table
 from ghostq.atomic import atomic_write_json
 from ghostq.cli.app import console, data_app
 from ghostq.errors import GhostqError
+from ghostq.writable import require_writable_dir, require_writable_file
 
 JsonOpt = typer.Option(None, "--json", help="Also write the summary as JSON to this path.", dir_okay=False)
 
@@ -31,6 +32,16 @@ def _progress(label: str, total: int) -> Iterator[Callable[[int, int], None]]:
     ) as bar:
         task = bar.add_task(label, total=total)
         yield lambda done, n: bar.update(task, completed=done, total=n)
+
+
+def _require_outputs(out_dir: Path | None, out_file: Path | None, json_path: Path | None) -> None:
+    """Fail before any work when an output location cannot be written (one line naming it)."""
+    if out_dir is not None:
+        require_writable_dir(out_dir, "output folder (--out)")
+    if out_file is not None:
+        require_writable_file(out_file, "output file (--out)")
+    if json_path is not None:
+        require_writable_file(json_path, "summary JSON (--json)")
 
 
 def _report(title: str, rows: dict[str, Any], json_path: Path | None, summary: dict[str, Any]) -> None:
@@ -66,6 +77,7 @@ def synth(
     """Generate the built-in synthetic aerial set (DOTA layout + COCO json + preview.png)."""
     from ghostq.detect.data.synthetic import generate_synthetic
 
+    _require_outputs(out, None, json_path)
     t0 = time.perf_counter()
     with _progress("synth", images) as progress:
         ds = generate_synthetic(
@@ -128,6 +140,7 @@ def split(
         raise GhostqError(f"--overlap ({overlap}) must be smaller than --tile ({tile})")
     if min_area <= 0:
         raise GhostqError("--min-area must be > 0")
+    _require_outputs(out, None, json_path)
     ds = load_dataset(fmt, root, skip_missing=skip_missing)
     with _progress("split", len(ds.records)) as progress:
         tiles = split_dataset(
@@ -190,19 +203,16 @@ def noise(
     json_path: Path | None = JsonOpt,
 ) -> None:
     """Add label noise to a COCO json; the changes are recorded in the output under `ghostq_noise`."""
-    import json
-
     from ghostq.detect.data.noise import add_label_noise, load_coco
+    from ghostq.detect.data.reading import MAX_ANNOTATION_BYTES, load_json_file
     from ghostq.errors import DataFormatError
 
     if out.resolve() == ann.resolve():
         raise GhostqError(f"{out}: --out must differ from --ann (the clean labels would be lost)")
+    _require_outputs(None, out, json_path)
     similar = None
     if mapping is not None:
-        try:
-            similar = json.loads(mapping.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as err:
-            raise DataFormatError(mapping, f"not a JSON mapping ({err})") from err
+        similar = load_json_file(mapping, MAX_ANNOTATION_BYTES)
         if not isinstance(similar, dict):
             raise DataFormatError(mapping, "must be a JSON object {class: look-alike or [look-alikes]}")
     noisy, changes = add_label_noise(load_coco(ann), kind, rate, seed, similar, jitter=jitter)

@@ -20,7 +20,6 @@ numbers are pycocotools' own: area range 'all', at most 100 detections per image
 from __future__ import annotations
 
 import io
-import json
 import math
 import numbers
 from contextlib import redirect_stdout
@@ -30,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from ghostq.detect.data.reading import load_json_file, shown
 from ghostq.detect.voc_ap import class_ap
 from ghostq.errors import DataFormatError, GhostqError
 
@@ -195,13 +195,15 @@ def load_ground_truth(gt: GroundTruth | dict | str | Path) -> GroundTruth:
         )
     image_ids = _unique_ids(data["images"], "images", source)
     cat_ids = _unique_ids(data["categories"], "categories", source)
-    names = []
+    names: list[str] = []
+    seen: set[str] = set()
     for k, cat in enumerate(data["categories"]):
         name = cat.get("name")
         if not isinstance(name, str) or not name:
             raise DataFormatError(source, f"categories[{k}]: 'name' must be a non-empty string")
-        if name in names:
-            raise DataFormatError(source, f"categories[{k}]: duplicate category name {name!r}")
+        if name in seen:
+            raise DataFormatError(source, f"categories[{k}]: duplicate category name {shown(name)}")
+        seen.add(name)
         names.append(name)
     anns = data["annotations"]
     image, cat, xywh, _ = _parse_entries(
@@ -224,24 +226,15 @@ def _load_detections(dets: list[dict] | str | Path, truth: GroundTruth) -> _Dete
 
 
 def _resolve(obj: Any, in_memory: str) -> tuple[str, Any]:
-    """(source name, parsed object): read and parse a json path; anything else is the object itself."""
+    """(source name, parsed object): read and parse a json path; anything else is the object itself.
+
+    The file must be a regular file within the size limit; bad JSON, over-long integers and nesting too
+    deep to parse are one DataFormatError naming the file (see `ghostq.detect.data.reading`).
+    """
     if not isinstance(obj, (str, Path)):
         return in_memory, obj
     path = Path(obj)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise DataFormatError(path, "file not found") from None
-    except UnicodeDecodeError:
-        raise DataFormatError(path, "not a UTF-8 text file") from None
-    except OSError as err:
-        raise DataFormatError(path, f"cannot read: {err.strerror}") from None
-    try:
-        return str(path), json.loads(text)
-    except json.JSONDecodeError as err:
-        raise DataFormatError(
-            path, f"not valid JSON: {err.msg} (column {err.colno})", line=err.lineno
-        ) from None
+    return str(path), load_json_file(path)
 
 
 def _parse_entries(
@@ -259,7 +252,7 @@ def _parse_entries(
         for key in ("image_id", "category_id"):
             if not _is_int(e.get(key)):
                 raise DataFormatError(
-                    source, f"{where.format(k)}: '{key}' must be an integer, got {e.get(key)!r}"
+                    source, f"{where.format(k)}: '{key}' must be an integer, got {shown(e.get(key))}"
                 )
         box = e.get("bbox")
         if (
@@ -268,18 +261,21 @@ def _parse_entries(
             or not all(_is_real(v) for v in box)
         ):
             raise DataFormatError(
-                source, f"{where.format(k)}: 'bbox' must be 4 numbers [x, y, w, h], got {box!r}"
+                source, f"{where.format(k)}: 'bbox' must be 4 numbers [x, y, w, h], got {shown(box)}"
             )
         if with_score and not _is_real(e.get("score")):
             raise DataFormatError(
-                source, f"{where.format(k)}: 'score' must be a number, got {e.get('score')!r}"
+                source, f"{where.format(k)}: 'score' must be a number, got {shown(e.get('score'))}"
             )
         try:
             image[k], cat[k] = int(e["image_id"]), int(e["category_id"])
         except OverflowError:
             raise DataFormatError(source, f"{where.format(k)}: id out of the 64-bit range") from None
-        xywh[k] = [float(v) for v in box]
-        score[k] = float(e["score"]) if with_score else 0.0
+        try:  # an integer of a few hundred digits is valid JSON but no float
+            xywh[k] = [float(v) for v in box]
+            score[k] = float(e["score"]) if with_score else 0.0
+        except OverflowError:
+            raise DataFormatError(source, f"{where.format(k)}: a number beyond the float range") from None
     checks = [
         (
             ~np.isin(image, image_ids),
@@ -306,7 +302,10 @@ def _unique_ids(items: list, key: str, source: str) -> np.ndarray:
     for k, item in enumerate(items):
         if not isinstance(item, dict) or not _is_int(item.get("id")):
             raise DataFormatError(source, f"{key}[{k}]: expected an object with an integer 'id'")
-        ids.append(int(item["id"]))
+        ident = int(item["id"])
+        if not -(2**63) <= ident < 2**63:
+            raise DataFormatError(source, f"{key}[{k}]: id {shown(ident)} is out of the 64-bit range")
+        ids.append(ident)
     arr = np.asarray(ids, dtype=np.int64)
     uniq, first = np.unique(arr, return_index=True)
     if len(uniq) != len(arr):

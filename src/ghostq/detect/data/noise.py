@@ -20,13 +20,15 @@ A file noised twice keeps the earlier record under `ghostq_noise.previous`.
 from __future__ import annotations
 
 import copy
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ghostq.detect.data.reading import MAX_JSON_BYTES, load_json_file, shown
 from ghostq.errors import DataFormatError, GhostqError
+
+_MAX_FLOAT = 1e150  # box values beyond this are no pixels; it keeps jittered edges and w * h finite
 
 KINDS = ("symmetric", "asymmetric", "pairflip", "drop", "jitter")
 
@@ -64,26 +66,63 @@ SIMILAR_CLASSES: dict[str, tuple[str, ...]] = {
 
 
 def load_coco(path: str | Path) -> dict[str, Any]:
-    """Read a COCO json and check the parts noise needs (one-line error naming the file otherwise)."""
+    """Read a COCO json and check every part noise reads or writes back (one-line error naming the file)."""
     path = Path(path)
-    try:
-        coco = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as err:
-        raise DataFormatError(path, "file not found") from err
-    except (OSError, UnicodeDecodeError) as err:
-        raise DataFormatError(path, f"cannot read ({err})") from err
-    except ValueError as err:
-        raise DataFormatError(path, f"not valid JSON ({err})", line=getattr(err, "lineno", None)) from err
+    coco = load_json_file(path, MAX_JSON_BYTES, check_depth=True, finite=True)
     if (
         not isinstance(coco, dict)
         or not isinstance(coco.get("annotations"), list)
         or not isinstance(coco.get("categories"), list)
     ):
         raise DataFormatError(path, "not a COCO annotation file (needs 'annotations' and 'categories' lists)")
-    for ann in coco["annotations"]:
-        if not isinstance(ann, dict) or not {"id", "image_id", "category_id", "bbox"} <= ann.keys():
-            raise DataFormatError(path, f"annotation without id/image_id/category_id/bbox: {str(ann)[:80]}")
+    images = coco.get("images", [])
+    if not isinstance(images, list):
+        raise DataFormatError(path, f"'images' must be a list, found {type(images).__name__}")
+    for k, cat in enumerate(coco["categories"]):
+        if not isinstance(cat, dict) or not _is_id(cat.get("id")) or not isinstance(cat.get("name"), str):
+            message = f"categories[{k}]: needs an integer 'id' and a string 'name', found {shown(cat)}"
+            raise DataFormatError(path, message)
+    for k, im in enumerate(images):
+        if not isinstance(im, dict) or not _is_id(im.get("id")):
+            raise DataFormatError(path, f"images[{k}]: needs an integer 'id', found {shown(im)}")
+        for key in ("width", "height"):
+            if im.get(key) is not None and not _is_size(im[key]):
+                raise DataFormatError(path, f"images[{k}]: '{key}' must be a positive number, found {shown(im[key])}")
+    for k, ann in enumerate(coco["annotations"]):
+        problem = _annotation_problem(ann)
+        if problem:
+            raise DataFormatError(path, f"annotations[{k}]: {problem}")
     return coco
+
+
+def _is_id(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and -(2**63) <= v < 2**63
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and abs(v) <= _MAX_FLOAT
+
+
+def _is_size(v: Any) -> bool:
+    return _is_number(v) and v > 0
+
+
+def _annotation_problem(ann: Any) -> str | None:
+    """What is wrong with one annotation for noise, or None."""
+    if not isinstance(ann, dict) or not {"id", "image_id", "category_id", "bbox"} <= ann.keys():
+        return f"annotation without id/image_id/category_id/bbox: {shown(ann)}"
+    for key in ("image_id", "category_id"):
+        if not _is_id(ann[key]):
+            return f"'{key}' must be an integer, found {shown(ann[key])}"
+    box = ann["bbox"]
+    if not isinstance(box, list) or len(box) != 4 or not all(_is_number(v) for v in box):
+        return f"'bbox' must be 4 numbers [x, y, w, h] (within +-{_MAX_FLOAT:g}), found {shown(box)}"
+    seg = ann.get("segmentation")
+    if isinstance(seg, list) and not all(
+        isinstance(poly, list) and all(_is_number(v) for v in poly) for poly in seg
+    ):
+        return f"'segmentation' must be polygons (lists of numbers) or RLE, found {shown(seg)}"
+    return None
 
 
 def similar_map(
@@ -108,12 +147,17 @@ def similar_map(
         return out
     for key, targets in mapping.items():
         src = resolve(key)
-        targets = [targets] if isinstance(targets, (str, int)) else list(targets)
+        targets = [targets] if isinstance(targets, (str, int)) else targets
+        if not isinstance(targets, list) or not all(isinstance(t, (str, int)) for t in targets):
+            raise GhostqError(
+                f"noise mapping: the look-alikes of {shown(key)} must be a class name or a list of names, "
+                f"found {shown(targets)}"
+            )
         tids = [resolve(t) for t in targets]
         bad = [k for k, v in zip([key, *targets], [src, *tids], strict=True) if v is None]
         if bad:
             raise GhostqError(
-                f"noise mapping: unknown class {bad[0]!r}; the categories are "
+                f"noise mapping: unknown class {shown(bad[0])}; the categories are "
                 f"{', '.join(c['name'] for c in categories)}"
             )
         tids = [t for t in tids if t != src]

@@ -71,19 +71,42 @@ def read_limited(path: str | Path, limit: int = MAX_ANNOTATION_BYTES) -> bytes:
     return data
 
 
-def parse_json_bytes(data: bytes, path: str | Path, check_depth: bool = False) -> Any:
+class _NotFinite(ValueError):
+    """Raised by the json hooks of `parse_json_bytes(finite=True)` for NaN / Infinity / 1e400."""
+
+
+def _finite_float(token: str) -> float:
+    value = float(token)
+    if value != value or value in (float("inf"), float("-inf")):
+        raise _NotFinite(token)
+    return value
+
+
+def _no_constant(token: str) -> float:
+    raise _NotFinite(token)
+
+
+def parse_json_bytes(data: bytes, path: str | Path, check_depth: bool = False, finite: bool = False) -> Any:
     """json.loads with one-line errors for bad JSON, non-UTF-8 bytes, over-long integers and deep nesting.
 
     json.loads itself stops at about 1,000 levels (RecursionError, reported here). `check_depth` also refuses
     anything deeper than MAX_JSON_DEPTH, for callers that copy or re-dump the whole object recursively; it
-    costs about as much as the parse, so readers that only index known keys leave it off.
+    costs about as much as the parse, so readers that only index known keys leave it off. `finite` refuses
+    NaN, Infinity and numbers beyond the float range anywhere in the file (for callers that write it back:
+    JSON has no NaN).
     """
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as err:
         raise DataFormatError(path, f"not UTF-8 text (byte {err.start})", data[: err.start].count(b"\n") + 1) from None
+    hooks: dict[str, Any] = {"parse_float": _finite_float, "parse_constant": _no_constant} if finite else {}
     try:
-        obj = json.loads(text.removeprefix("\ufeff"))
+        obj = json.loads(text.removeprefix("\ufeff"), **hooks)
+    except _NotFinite as err:
+        m = re.search(re.escape(str(err)).encode(), data)
+        line = data[: m.start()].count(b"\n") + 1 if m else None
+        message = f"number {shown(str(err))} is not finite (JSON has no NaN / Infinity)"
+        raise DataFormatError(path, message, line) from None
     except json.JSONDecodeError as err:
         raise DataFormatError(path, f"not valid JSON: {err.msg} (column {err.colno})", err.lineno) from None
     except RecursionError:
@@ -97,9 +120,11 @@ def parse_json_bytes(data: bytes, path: str | Path, check_depth: bool = False) -
     return obj
 
 
-def load_json_file(path: str | Path, limit: int = MAX_JSON_BYTES, check_depth: bool = False) -> Any:
+def load_json_file(
+    path: str | Path, limit: int = MAX_JSON_BYTES, check_depth: bool = False, finite: bool = False
+) -> Any:
     """Read and parse a json file within `limit` bytes; every problem is one DataFormatError naming the file."""
-    return parse_json_bytes(read_limited(path, limit), path, check_depth)
+    return parse_json_bytes(read_limited(path, limit), path, check_depth, finite)
 
 
 def json_depth(obj: Any, stop: int) -> int:
