@@ -33,6 +33,20 @@ def model_overrides(img_size: int | None, channels: int | None, classes: str | N
     return ov
 
 
+def check_outputs(models: list[Path], outputs: dict[str, Path | None]) -> None:
+    """Every output file can be written and replaces no model: checked before timing, so no measurement is lost."""
+    from ghostq.writable import require_writable_file
+
+    given = {flag: path for flag, path in outputs.items() if path is not None}
+    for flag, path in given.items():
+        if any(path.resolve() == m.resolve() for m in models):
+            raise GhostqError(f"{path}: {flag} names a model being timed; give another file name")
+        require_writable_file(path, f"{flag} file")
+    flags = {path.resolve(): flag for flag, path in given.items()}
+    if len(flags) < len(given):
+        raise GhostqError(f"{', '.join(given)} must be different files, got {', '.join(map(str, given.values()))}")
+
+
 @app.command("bench")
 def bench_command(
     models: list[Path] | None = typer.Argument(None, help="models to compare (with --compare)"),
@@ -62,12 +76,16 @@ def bench_command(
         paths = [*([model] if model is not None else []), *(models or [])]
         if len(paths) < 2:
             raise GhostqError("ghostq bench --compare needs two or more models: --compare A.onnx B.onnx")
-        result = compare_models(paths, backend, settings, overrides=overrides)
     else:
         if models:
             raise GhostqError("give one model with --model PATH, or several with --compare A B ...")
         if model is None:
             raise GhostqError("ghostq bench needs --model PATH (or --compare A B ...)")
+        paths = [model]
+    check_outputs(paths, {"--json": json_path, "--md": md_path, "--plot": plot_path})
+    if compare:
+        result = compare_models(paths, backend, settings, overrides=overrides)
+    else:
         result = bench_model(model, backend, settings, overrides=overrides)
     text = markdown(result)
     console.print(text, highlight=False, markup=False, soft_wrap=True)

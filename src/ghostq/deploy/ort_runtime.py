@@ -12,6 +12,8 @@ from ghostq.deploy.postprocess import DecodeSettings
 from ghostq.deploy.runtimes import ORT_PROVIDERS, Runtime, first_line, model_info
 from ghostq.errors import GhostqError
 
+INPUT_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}  # ONNX Runtime type -> what is fed
+
 
 def has_qdq(path: Path) -> bool:
     """Whether an ONNX file holds Q/DQ nodes (op type names are plain strings in the protobuf)."""
@@ -101,10 +103,17 @@ class OrtRuntime(Runtime):
         inputs = self.session.get_inputs()
         if len(inputs) != 1:
             raise GhostqError(f"{path}: expected one input, the graph has {[i.name for i in inputs]}")
-        self._input_dtype = np.float16 if inputs[0].type == "tensor(float16)" else np.float32
+        if inputs[0].type not in INPUT_DTYPES:
+            raise GhostqError(
+                f"{path}: input {inputs[0].name!r} is {inputs[0].type}; ghostq feeds float32 (or float16) images "
+                "in [0, 1] (export the model with a float input)"
+            )
+        self._input_dtype = INPUT_DTYPES[inputs[0].type]
         meta = self.session.get_modelmeta().custom_metadata_map
-        outputs = tuple(o.name for o in self.session.get_outputs())
-        self.info = model_info(path, meta, inputs[0].name, tuple(inputs[0].shape), outputs, overrides)
+        outs = self.session.get_outputs()
+        names = tuple(o.name for o in outs)
+        shapes = [None if o.shape is None else tuple(o.shape) for o in outs]
+        self.info = model_info(path, meta, inputs[0].name, tuple(inputs[0].shape), names, overrides, shapes)
 
     def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         b = self.check_batch(batch)

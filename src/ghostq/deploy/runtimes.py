@@ -21,14 +21,21 @@ from __future__ import annotations
 import json
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ghostq.deploy.postprocess import FLAT_NMS_OUTPUTS, NMS_OUTPUTS, DecodeSettings, Detections, decode_outputs
+from ghostq.deploy.postprocess import (
+    FLAT_NMS_OUTPUTS,
+    NMS_OUTPUTS,
+    RAW_OUTPUTS,
+    DecodeSettings,
+    Detections,
+    decode_outputs,
+)
 from ghostq.errors import GhostqError
 
 BACKENDS = ("ort-cpu", "ort-cuda", "ort-trt", "trt", "torch")
@@ -69,13 +76,20 @@ def model_info(
     input_shape: tuple[Any, ...],
     output_names: tuple[str, ...],
     overrides: Mapping[str, Any] | None = None,
+    output_shapes: Sequence[Sequence[Any] | None] | None = None,
 ) -> ModelInfo:
-    """Merge metadata (``ghostq.*`` keys), the input's static shape and explicit overrides into a ModelInfo."""
+    """Merge metadata (``ghostq.*`` keys), the input's static shape and explicit overrides into a ModelInfo;
+    sizes that contradict the graph's fixed input shape, and (given ``output_shapes``) outputs outside the
+    export contract, are one-line errors here rather than a failed run later."""
     ov = dict(overrides or {})
     extra = {k: str(v) for k, v in meta.items() if k.startswith(META_PREFIX)}
     dims = [d if isinstance(d, int) and d > 0 else None for d in input_shape]
     if len(dims) != 4:
         raise GhostqError(f"{path}: input {input_name!r} has shape {list(input_shape)}, expected [B, C, S, S]")
+    if dims[2] is not None and dims[3] is not None and dims[2] != dims[3]:
+        raise GhostqError(f"{path}: input {dims[2]}x{dims[3]} is not square; ghostq letterboxes to squares")
+    if output_shapes is not None:
+        check_outputs(path, output_names, output_shapes)
 
     def pick(key: str, from_shape: Any, cast: Any) -> Any:
         if ov.get(key) is not None:
@@ -107,6 +121,29 @@ def model_info(
             f"{path}: input size unknown (no {META_PREFIX}img_size / {META_PREFIX}in_channels "
             "metadata, dynamic input shape): pass --img-size / --channels"
         )
+
+    def source(key: str, flag: str) -> str:
+        if ov.get(key) is not None:
+            return f"the requested {flag} {ov[key]}"
+        if META_PREFIX + key in extra:
+            return f"metadata {META_PREFIX}{key}={extra[META_PREFIX + key]!r}"
+        if key == "img_size" and META_PREFIX + "input_size" in extra:
+            return f"metadata {META_PREFIX}input_size={extra[META_PREFIX + 'input_size']!r}"
+        return f"the input shape {list(input_shape)}"
+
+    for key, flag, value in (("img_size", "--img-size", img_size), ("in_channels", "--channels", in_channels)):
+        if value < 1:
+            raise GhostqError(f"{path}: {source(key, flag)} is not a positive {key}")
+    if dims[2] is not None and img_size != dims[2]:
+        raise GhostqError(
+            f"{path}: input {input_name!r} is fixed at {dims[2]}x{dims[2]}, {source('img_size', '--img-size')} "
+            f"does not match; the model's size is {dims[2]}"
+        )
+    if dims[1] is not None and in_channels != dims[1]:
+        raise GhostqError(
+            f"{path}: input {input_name!r} is fixed at {dims[1]} channels, {source('in_channels', '--channels')} "
+            f"does not match; the model takes {dims[1]} channels"
+        )
     classes = pick("classes", (), lambda v: tuple(str(c) for c in (json.loads(v) if isinstance(v, str) else v)))
     nms = pick("nms", None, _nms_kind)
     if nms is None:  # from the output names
@@ -135,6 +172,44 @@ def _nms_kind(value: Any) -> str:
     if isinstance(value, dict):
         value = value.get("kind")
     return "none" if value in (None, "null", "") else str(value)
+
+
+# the export contract: each output's layout (its rank; a 4 is a fixed last dimension)
+OUTPUT_LAYOUTS: dict[str, tuple[str, ...]] = {
+    "scores": ("B", "N", "C"),
+    "boxes": ("B", "N", "4"),
+    "num_detections": ("B", "1"),
+    "detection_boxes": ("B", "K", "4"),
+    "detection_scores": ("B", "K"),
+    "detection_classes": ("B", "K"),
+    "det_batch": ("M",),
+    "det_boxes": ("M", "4"),
+    "det_scores": ("M",),
+    "det_labels": ("M",),
+}
+
+
+def check_outputs(path: Path, names: Sequence[str], shapes: Sequence[Sequence[Any] | None]) -> None:
+    """The graph's outputs must be one of the three forms of the export contract, each of its rank (and 4
+    box coordinates where the last dimension is fixed); else a one-line error naming the output."""
+    forms = (RAW_OUTPUTS, NMS_OUTPUTS, FLAT_NMS_OUTPUTS)
+    form = next((f for f in forms if all(n in names for n in f)), None)
+    if form is None:
+        raise GhostqError(
+            f"{path}: outputs {list(names)} are none of {', '.join(str(list(f)) for f in forms)} "
+            "(the ghostq export contract)"
+        )
+    for name in form:
+        shape = shapes[list(names).index(name)]
+        if shape is None:  # rank unknown to the runtime: checked when decoding
+            continue
+        layout = OUTPUT_LAYOUTS[name]
+        want = "[" + ", ".join(layout) + "]"
+        if len(shape) != len(layout):
+            raise GhostqError(f"{path}: output {name!r} has rank {len(shape)} (shape {list(shape)}), expected {want}")
+        last = shape[-1] if shape else None
+        if layout[-1] == "4" and isinstance(last, int) and last > 0 and last != 4:
+            raise GhostqError(f"{path}: output {name!r} has shape {list(shape)}, expected {want} (x1 y1 x2 y2)")
 
 
 class Runtime(ABC):

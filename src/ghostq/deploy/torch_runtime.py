@@ -55,6 +55,11 @@ class TorchRuntime(Runtime):
         head = cfg.model.head
         self.wrapper = FusedHeadExport(self.model, clip=logit_clip_from_config(cfg, head)).eval()
         ov = dict(overrides or {})
+        if ov.get("in_channels") is not None and int(ov["in_channels"]) != cfg.data.in_channels:
+            raise GhostqError(
+                f"{path}: the requested --channels {ov['in_channels']} does not match; the checkpoint takes "
+                f"{cfg.data.in_channels} channels"
+            )
         self.info = ModelInfo(
             path=Path(path),
             img_size=int(ov.get("img_size") or cfg.data.img_size),
