@@ -42,24 +42,40 @@ def predict_command(
 
     if tile is not None and overlap >= tile:
         raise GhostqError(f"--overlap {overlap} must be smaller than --tile {tile}")
-    if model.suffix.lower() in (".pt", ".pth"):
-        if backend not in (None, "torch") or img_size or channels or classes:
-            raise GhostqError(
-                "--backend / --img-size / --channels / --classes apply to .onnx and engine models; "
-                "a checkpoint carries its own"
-            )
+    torch_model = model.suffix.lower() in (".pt", ".pth")
+    if torch_model and (backend not in (None, "torch") or img_size or channels or classes):
+        raise GhostqError(
+            "--backend / --img-size / --channels / --classes apply to .onnx and engine models; "
+            "a checkpoint carries its own"
+        )
+    paths = _checked_outputs(inputs, out, json_path)
+    if torch_model:
         run = _torch_predictor(model, score, iou, tile, overlap)
     else:
         run = _deployed_predictor(model, backend, threads, img_size, channels, classes, score, iou, tile, overlap)
-    from ghostq.detect.tiled import list_images
-
-    paths = list_images(inputs)
     with Progress(console=console) as progress:
         task = progress.add_task("predict", total=len(paths))
         summary = run(paths, out, lambda: progress.advance(task))
     if json_path is not None:
         atomic_write_json(json_path, summary)
     console.print(f"{summary['images']} images, {summary['detections']} detections -> {out}")
+
+
+def _checked_outputs(inputs: list[Path], out: Path, json_path: Path | None) -> list[Path]:
+    """The input images, once the outputs are known to be writable and to replace no input (before any work)."""
+    from ghostq.detect.tiled import check_output_folder, image_names, list_images
+    from ghostq.errors import GhostqError
+    from ghostq.writable import require_writable_dir, require_writable_file
+
+    paths = list_images(inputs)
+    image_names(paths)  # result names that would clash fail here, before the model loads
+    check_output_folder(paths, out)
+    require_writable_dir(out, "output folder (--out)")
+    if json_path is not None:
+        if any(json_path.resolve() == p.resolve() for p in paths):
+            raise GhostqError(f"{json_path}: --json names an input image; give another file name")
+        require_writable_file(json_path, "summary JSON (--json)")
+    return paths
 
 
 def _torch_predictor(model: Path, score: float, iou: float, tile: int | None, overlap: int) -> Predictor:

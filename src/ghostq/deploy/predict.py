@@ -68,7 +68,8 @@ def predict_paths(
     batch_size: int = 8,
     progress: Callable[[], Any] | None = None,
 ) -> dict[str, Any]:
-    """Detect on every image; write `<stem>.png` with boxes, `detections.json` (COCO results), DOTA files."""
+    """Detect on every image; write `<id>.png` with boxes, `detections.json` (COCO results), DOTA files
+    (ids: paths relative to the inputs' common folder; an output folder holding inputs is refused)."""
     info = runtime.info
 
     def detect(image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -89,7 +89,8 @@ def predict_paths(
     device: torch.device | str = "cpu",
     progress: Any = None,
 ) -> dict[str, Any]:
-    """Detect on every image; write `<stem>.png` with boxes, `detections.json` (COCO results), DOTA files."""
+    """Detect on every image; write `<id>.png` with boxes, `detections.json` (COCO results), DOTA files
+    (ids: paths relative to the inputs' common folder; an output folder holding inputs is refused)."""
 
     def detect(image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return detect_image(model, image, img_size, eval_cfg, tile, overlap, device=device)

@@ -11,14 +11,17 @@ box always ranks before a cut one, and after NMS such a piece is dropped when a 
 detection contains most of it.
 
 Outputs: a PNG per image with class-coloured boxes, COCO results json (image_id = position + 1,
-category_id = class + 1, bbox xywh), DOTA Task2 (horizontal) files `Task2_<class>.txt`.
+category_id = class + 1, bbox xywh), DOTA Task2 (horizontal) files `Task2_<class>.txt`. Images are named by
+their path relative to the inputs' common folder (`a/x.png` and `b/x.png` stay apart), and an output folder
+that holds inputs is refused, so a drawn PNG never replaces an input.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
@@ -45,6 +48,7 @@ class ImageDetections:
     boxes: np.ndarray
     scores: np.ndarray
     labels: np.ndarray
+    image_id: str = ""  # the DOTA image id and the PNG's name without .png; default: the file name's stem
 
     def rows(self) -> Iterator[tuple[list[float], float, int]]:
         """(xyxy, score, class id) per detection."""
@@ -52,7 +56,7 @@ class ImageDetections:
 
 
 def list_images(inputs: Iterable[str | Path]) -> list[Path]:
-    """Image files named directly or found (sorted) in the folders given."""
+    """Image files named directly or found (sorted) in the folders given; a file met twice is listed once."""
     out: list[Path] = []
     for item in inputs:
         p = Path(item)
@@ -64,7 +68,42 @@ def list_images(inputs: Iterable[str | Path]) -> list[Path]:
             raise GhostqError(f"{p}: no such image or folder")
     if not out:
         raise GhostqError(f"no images found in {', '.join(str(i) for i in inputs)}")
-    return out
+    seen: set[Path] = set()
+    unique = []
+    for p in out:
+        if p.resolve() not in seen:
+            seen.add(p.resolve())
+            unique.append(p)
+    return unique
+
+
+def image_names(paths: list[Path]) -> list[tuple[str, str]]:
+    """Unique (file name, image id) per image: its path relative to the inputs' common folder ("a/x.png"),
+    and that without the suffix ("a/x", the DOTA id and the PNG name); the suffix stays where two ids clash."""
+    absolute = [Path(os.path.normpath(p.absolute())) for p in paths]
+    root = Path(os.path.commonpath([str(p.parent) for p in absolute]))
+    names = [p.relative_to(root).as_posix() for p in absolute]
+    ids = [str(PurePosixPath(n).with_suffix("")) for n in names]
+    clash = {i for i in ids if ids.count(i) > 1}
+    ids = [n if i in clash else i for n, i in zip(names, ids, strict=True)]
+    first: dict[str, Path] = {}
+    for path, image_id in zip(paths, ids, strict=True):
+        if image_id in first:
+            raise GhostqError(f"{path}: its result name {image_id!r} is also that of {first[image_id]}; rename one")
+        first[image_id] = path
+    return list(zip(names, ids, strict=True))
+
+
+def check_output_folder(paths: list[Path], out_dir: Path) -> None:
+    """Refuse an output folder that is a file or holds input images: a drawn PNG must never replace an input."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise GhostqError(f"{out_dir}: the output folder is an existing file; give a folder (--out DIR)")
+    out = out_dir.resolve()
+    for path in paths:
+        if path.resolve().is_relative_to(out):
+            raise GhostqError(
+                f"{out_dir}: the output folder holds input images ({path}); choose a folder outside the inputs"
+            )
 
 
 def find_ir(path: Path) -> Path:
@@ -176,7 +215,7 @@ def write_dota_results(dets: list[ImageDetections], classes: tuple[str, ...], ou
     """DOTA Task2 (horizontal) result files: `Task2_<class>.txt`, lines `image score x1 y1 x2 y2`."""
     lines: dict[int, list[str]] = {}
     for d in dets:
-        stem = Path(d.file_name).stem
+        stem = d.image_id or Path(d.file_name).stem
         for (x1, y1, x2, y2), score, label in d.rows():
             lines.setdefault(int(label), []).append(f"{stem} {score:.4f} {x1:.1f} {y1:.1f} {x2:.1f} {y2:.1f}")
     paths = []
@@ -224,16 +263,18 @@ def predict_files(
     progress: Callable[[], Any] | None = None,
     draw_min_score: float = 0.3,
 ) -> dict[str, Any]:
-    """Run ``detect(image) -> (boxes, scores, labels)`` on every image; write `<stem>.png` with boxes,
-    `detections.json` (COCO results) and `dota/Task2_<class>.txt`; return a summary."""
+    """Run ``detect(image) -> (boxes, scores, labels)`` on every image; write `<id>.png` with boxes,
+    `detections.json` (COCO results) and `dota/Task2_<class>.txt`; return a summary. Images are named by their
+    path relative to the inputs' common folder (:func:`image_names`), so equal file names never merge."""
+    check_output_folder(paths, out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     results: list[ImageDetections] = []
-    for path in paths:
+    for path, (name, image_id) in zip(paths, image_names(paths), strict=True):
         image = load_input_image(path, in_channels)
         boxes, scores, labels = detect(image)
-        det = ImageDetections(path.name, image.shape[1], image.shape[0], boxes, scores, labels)
+        det = ImageDetections(name, image.shape[1], image.shape[0], boxes, scores, labels, image_id)
         results.append(det)
-        draw_detections(image, det, classes, out_dir / f"{path.stem}.png", draw_min_score)
+        draw_detections(image, det, classes, out_dir / f"{image_id}.png", draw_min_score)
         if progress is not None:
             progress()
     coco = coco_results(results)
