@@ -213,7 +213,7 @@ def _check_duplicates(
             a, b = sorted((int(unique[a]), int(unique[b])))
             found.append((a, b, f"IoU {iou:.2f} with"))
         reported: set[int] = set()
-        for a, b, how in sorted(found):
+        for b, a, how in sorted((b, a, how) for a, b, how in found):  # file order; the earliest partner
             if b in reported:
                 continue
             reported.add(b)
