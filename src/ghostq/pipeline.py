@@ -1,7 +1,9 @@
 """`ghostq run CONFIG`: every stage in order (data, train, compress, export + verify, bench, report).
 
-Each stage skips itself when its config and inputs are unchanged, so a rerun after a crash or an edit redoes
-only what changed. Sits on top of every layer (like the CLI).
+Each stage skips itself when its config and inputs are unchanged, so a rerun after a crash redoes only what is
+missing. A config that differs from the run's `config.yaml` in what a finished stage was built from stops before
+any work (name the keys; `--force` redoes every stage). The run folder stays locked for the whole command.
+Sits on top of every layer (like the CLI).
 """
 
 from __future__ import annotations
@@ -54,8 +56,26 @@ def _sample_predictions(cfg: Config, run: RunDir) -> list[Path]:
     return sorted((run / "predict").glob("*.png"))
 
 
+def stage_sections() -> dict[str, list[str]]:
+    """The config sections each stage's artifacts are built from (what its config hash covers)."""
+    from ghostq.compress.pipeline import SECTIONS as COMPRESS_SECTIONS
+    from ghostq.detect.train import TRAIN_SECTIONS
+    from ghostq.export.pipeline import SECTIONS as EXPORT_SECTIONS
+
+    return {"train": list(TRAIN_SECTIONS), "compress": [*COMPRESS_SECTIONS, "compress"],
+            "export": [*EXPORT_SECTIONS, "export"], "bench": ["bench"]}
+
+
 def run_pipeline(cfg: Config, force: bool = False, say: Callable[[str], Any] = print) -> dict[str, Any]:
     """Run every stage of `cfg` in order; returns the report path and each stage's status."""
+    run = RunDir(cfg.run_dir)
+    with run.lock("ghostq run"):
+        if not force:
+            run.require_same_config(cfg.model_dump(mode="json"), stage_sections())
+        return _run_stages(cfg, run, force, say)
+
+
+def _run_stages(cfg: Config, run: RunDir, force: bool, say: Callable[[str], Any]) -> dict[str, Any]:
     from ghostq.atomic import atomic_write_json
     from ghostq.compress.pipeline import compress
     from ghostq.deploy.report import write_report
@@ -77,6 +97,7 @@ def run_pipeline(cfg: Config, force: bool = False, say: Callable[[str], Any] = p
     say("[5/5] report")
     report = write_report(cfg.run_dir)
     status["report"] = "done"
+    run.write_config(cfg.model_dump(mode="json"))  # every stage is now built from this config
     summary = {"report": str(report), "stages": status}
-    atomic_write_json(RunDir(cfg.run_dir) / "run_summary.json", summary)
+    atomic_write_json(run / "run_summary.json", summary)
     return summary

@@ -13,9 +13,13 @@ from ghostq.cli.app import app, console
 def run_command(
     config: Path = typer.Argument(..., help="experiment YAML (e.g. configs/demo.yaml)"),
     overrides: list[str] = typer.Argument(None, help="dotted overrides, e.g. train.epochs=3"),
-    force: bool = typer.Option(False, "--force", help="rerun every stage even when current"),
+    force: bool = typer.Option(
+        False, "--force", help="rerun every stage even when current, also under a config that differs from the run's"
+    ),
 ) -> None:
-    """Every stage in order (train, compress, export + verify, bench, report), skipping finished ones."""
+    """Every stage in order (train, compress, export + verify, bench, report), skipping finished ones.
+
+    Stops before any work when the run folder is in use, not writable, or was finished under a different config."""
     from ghostq.config import load_config
     from ghostq.pipeline import run_pipeline
 
@@ -29,7 +33,9 @@ def report_command(run_dir: Path = typer.Argument(..., help="run folder, e.g. ru
     """Write report.md (+ PNG charts) from a run folder's JSON artifacts."""
     from ghostq.deploy.report import write_report
     from ghostq.errors import GhostqError
+    from ghostq.runs import RunDir
 
     if not (run_dir / "manifest.json").is_file():
         raise GhostqError(f"{run_dir}: not a ghostq run folder (no manifest.json)")
-    console.print(f"wrote {write_report(run_dir)}", highlight=False)
+    with RunDir(run_dir).lock("ghostq report"):
+        console.print(f"wrote {write_report(run_dir)}", highlight=False)

@@ -14,8 +14,12 @@ from ghostq.cli.app import app, console
 def train_command(
     config: Path = typer.Argument(..., help="experiment YAML (e.g. configs/demo.yaml)"),
     overrides: list[str] = typer.Argument(None, help="dotted overrides, e.g. train.epochs=3"),
-    resume: bool = typer.Option(False, "--resume", help="continue from fp/last.pt exactly"),
-    force: bool = typer.Option(False, "--force", help="retrain even when fp/ is current"),
+    resume: bool = typer.Option(
+        False, "--resume", help="continue from fp/last.pt exactly (refuses settings it cannot honour, e.g. train.lr)"
+    ),
+    force: bool = typer.Option(
+        False, "--force", help="retrain even when fp/ is current or was trained under a different config"
+    ),
     stop_after: int = typer.Option(
         None,
         "--stop-after",

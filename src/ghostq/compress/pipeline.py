@@ -89,7 +89,19 @@ def load_quantized(path: str | Path, map_location: str | torch.device = "cpu") -
 
 def compress(cfg: Config, ccfg: CompressConfig | None = None, *, force: bool = False,
              max_steps: int | None = None, show_progress: bool = True) -> CompressResult:
-    """Run the compress stage of ``cfg`` (skipped when current unless forced)."""
+    """Run the compress stage of ``cfg`` (skipped when current unless forced), holding the run folder's lock."""
+    import os
+    from contextlib import nullcontext
+
+    from ghostq.runs import RunDir
+
+    main = os.environ.get("RANK", "0") == "0"  # under torchrun only rank 0 writes, so only it locks
+    with RunDir(cfg.run_dir).lock("ghostq compress") if main else nullcontext():
+        return _compress(cfg, ccfg, force=force, max_steps=max_steps, show_progress=show_progress)
+
+
+def _compress(cfg: Config, ccfg: CompressConfig | None = None, *, force: bool = False,
+              max_steps: int | None = None, show_progress: bool = True) -> CompressResult:
     from ghostq.compress.bits_plot import plot_bits
     from ghostq.compress.cost import model_cost
     from ghostq.compress.ptq import calibrate

@@ -9,12 +9,17 @@ Writes, through the run folder's ``export`` stage (skipped when its config and i
   ``model_<kind>_trtnms.onnx`` (EfficientNMS_TRT) beside each of them;
 - ``verify.json`` (``verify.verify_files``), ``trtexec.sh``; TensorRT engines (``*.plan`` + build logs,
   ``timing.cache``) when ``export.tensorrt.enabled`` and TensorRT imports.
+
+The stage is one unit: its files are built in a hidden folder beside ``export/`` that replaces it whole once
+every file is written and verified, with the run folder locked throughout. A killed export leaves the previous
+``export/`` as it was (and its manifest entry not ``done``, so the next run redoes it).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,7 +56,13 @@ def run_export(
     """Run the export stage of ``cfg``; ``nms`` ("onnx" / "trt") overrides ``export.nms.kind``."""
     from ghostq.runs import RunDir
 
-    ecfg = export_config_of(cfg, ecfg)
+    with RunDir(cfg.run_dir).lock("ghostq export"):
+        return _run_export(cfg, export_config_of(cfg, ecfg), nms, force)
+
+
+def _run_export(cfg: Config, ecfg: ExportConfig, nms: str | None, force: bool) -> ExportResult:
+    from ghostq.runs import RunDir
+
     if nms is not None:
         ecfg = ecfg.model_copy(update={"nms": ecfg.nms.model_copy(update={"kind": nms})})
     run = RunDir(cfg.run_dir)
@@ -76,7 +87,15 @@ def run_export(
             result.verify = json.loads(verify_path.read_text(encoding="utf-8"))
         return result
     with run.stage("export", digest, inputs) as record:
-        _export(cfg, ecfg, Path(source), ghost, int8_source, result)
+        with run.staged_folder("export") as staging:
+            old_cache = out / "timing.cache"
+            if old_cache.is_file():  # engines build faster from the previous timing cache
+                shutil.copy2(old_cache, staging / "timing.cache")
+            result.out_dir = staging
+            _export(cfg, ecfg, Path(source), ghost, int8_source, result)
+        result.out_dir = out
+        result.files = {k: out / p.relative_to(staging) if p.is_relative_to(staging) else p
+                        for k, p in result.files.items()}
         for p in result.files.values():
             record.add_artifact(p)
     return result
