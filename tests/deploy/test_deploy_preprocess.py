@@ -24,7 +24,7 @@ def test_letterbox_geometry(w: int, h: int) -> None:
 
 def test_batch_equals_torch_path_input() -> None:
     torch = pytest.importorskip("torch")
-    from ghostq.detect.data.transforms import Sample, letterbox
+    from ghostq.core.letterbox import Sample, letterbox
 
     rng = np.random.default_rng(1)
     images = [rng.integers(0, 255, (h, w, 4), dtype=np.uint8) for w, h in ((90, 50), (33, 70))]

@@ -5,7 +5,7 @@ Two output forms (the export contract, :mod:`ghostq.export`):
   the graph) and ``boxes`` [B, N, 4] xyxy in input pixels. Decoded as :func:`ghostq.detect.postprocess.postprocess`
   does: candidates are (point, class) pairs with score strictly above the threshold (multi-label), at most
   ``pre_nms_topk`` of them (highest first), boxes clipped to the input, class-wise exact greedy NMS
-  (:func:`ghostq.detect.nms_numpy.batched_nms`, equal to the torch one), at most ``max_det`` kept.
+  (:func:`ghostq.core.nms.batched_nms`, equal to the torch one), at most ``max_det`` kept.
 - EfficientNMS_TRT (TensorRT): ``num_detections`` [B, 1], ``detection_boxes`` [B, K, 4], ``detection_scores``
   [B, K], ``detection_classes`` [B, K]; the first ``num_detections`` rows of each image are read;
 - ONNX NonMaxSuppression with the gather in the graph: ``det_batch`` [M] (image index), ``det_boxes`` [M, 4],
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ghostq.detect.nms_numpy import batched_nms, nms
+from ghostq.core.nms import batched_nms, nms
 
 __all__ = [
     "FLAT_NMS_OUTPUTS",

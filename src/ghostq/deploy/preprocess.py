@@ -1,6 +1,6 @@
 """Network input from images, in numpy (no torch): the training letterbox, NCHW float32 in [0, 1].
 
-The letterbox is the training one (:func:`ghostq.detect.data.transforms.letterbox`, numpy + PIL), called,
+The letterbox is the training one (:func:`ghostq.core.letterbox.letterbox`, numpy + PIL), called,
 not copied, so deployed inputs equal training inputs pixel for pixel: ratio = S / max(w, h), the image
 resized (PIL bilinear, exact sub-pixel mapping) to floor(w * ratio) x floor(h * ratio), pasted at the centred
 floor pad, grey 114 elsewhere (every channel, IR included). A box maps back with x = (x_in - pad_x) / ratio.
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ghostq.detect.data.transforms import PAD_VALUE, Sample, letterbox
+from ghostq.core.letterbox import PAD_VALUE, Sample, letterbox
 
 __all__ = ["PAD_VALUE", "Letterbox", "letterbox_image", "preprocess", "unletterbox"]
 

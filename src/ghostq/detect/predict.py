@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from ghostq.config import EvalConfig
-from ghostq.detect.data.transforms import Sample, letterbox
+from ghostq.core.letterbox import Sample, letterbox
 from ghostq.detect.postprocess import postprocess
 from ghostq.detect.tiled import (  # noqa: F401  (re-exported: the names callers know from here)
     IMAGE_SUFFIXES,

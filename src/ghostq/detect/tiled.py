@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from ghostq.atomic import atomic_path, atomic_write_json
-from ghostq.detect.nms_numpy import batched_nms
+from ghostq.core.nms import batched_nms
 from ghostq.errors import GhostqError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")

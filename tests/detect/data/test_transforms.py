@@ -5,20 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from ghostq.core.letterbox import PAD_VALUE, Sample, letterbox, place_boxes, rescale, unletterbox_boxes
 from ghostq.detect.data.transforms import (
-    PAD_VALUE,
     AugmentConfig,
-    Sample,
-    _place_boxes,
     hflip,
     hsv_jitter,
-    letterbox,
     mosaic,
     random_flip_rot90,
     random_scale_place,
-    rescale,
     rot90,
-    unletterbox_boxes,
     vflip,
 )
 
@@ -141,13 +136,13 @@ def test_cut_boxes_ignore_or_drop() -> None:
     )
     region = (5, 0, 100, 100)  # cuts 5 px off the left
     kw = {"min_size": 2.0, "min_visible": 0.6}
-    out = _place_boxes(s, 1.0, 0, 0, region, cut_to_ignore=True, **kw)
+    out = place_boxes(s, 1.0, 0, 0, region, cut_to_ignore=True, **kw)
     # box 0 keeps 35/40 -> kept; box 1 keeps 5/10 < 0.6 -> ignore; box 2 is 1.5 px high -> dropped;
     # box 3 was difficult -> stays ignore
     assert out.labels.tolist() == [0, 1, 3]
     assert out.ignore.tolist() == [False, True, True]
     np.testing.assert_allclose(out.boxes, [[5, 0, 40, 40], [5, 60, 10, 100], [10, 40, 20, 50]])
-    out = _place_boxes(s, 1.0, 0, 0, region, cut_to_ignore=False, **kw)
+    out = place_boxes(s, 1.0, 0, 0, region, cut_to_ignore=False, **kw)
     assert out.labels.tolist() == [0, 3]
 
 
