@@ -1,7 +1,9 @@
 """From a DetectorOutput to per-image detections: scores, candidate selection, class-wise NMS, top-k.
 
 Scores: sigmoid head -> ``sigmoid(logits)`` over the C classes; softmax head -> ``softmax`` over C + 1 and the
-C foreground probabilities. Candidates are (point, class) pairs whose score is strictly above
+C foreground probabilities. With ``clip`` (the LogitClip the model was trained with): the probabilities of the
+clipped logits, mapped onto [0, 1] (``ghostq.detect.losses.robust.clipped_class_scores``, as the exported head
+computes them), so that thresholds keep their meaning. Candidates are (point, class) pairs whose score is strictly above
 ``score_threshold`` (multi-label: one point may give boxes of several classes, as in YOLOv8 / mmdet
 evaluation), at most ``pre_nms_topk`` of them per image (highest scores), then class-wise greedy NMS
 (``ghostq.detect.nms.batched_nms``) and at most ``max_det`` detections per image, highest score first.
@@ -17,6 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from ghostq.detect.boxes import clip_boxes
+from ghostq.detect.losses.robust import LogitClip, clipped_class_scores
 from ghostq.detect.models.output import DetectorOutput
 from ghostq.detect.nms import batched_nms
 
@@ -39,14 +42,10 @@ class Detections:
         return Detections(self.boxes.to(device), self.scores.to(device), self.labels.to(device), ood)
 
 
-def class_scores(cls_logits: torch.Tensor, head: str) -> torch.Tensor:
+def class_scores(cls_logits: torch.Tensor, head: str, clip: LogitClip | None = None) -> torch.Tensor:
     """Per-class probabilities [..., C] from logits [..., K]: sigmoid (K = C) or softmax's foreground
-    part (K = C + 1, the last logit is background)."""
-    if head == "sigmoid":
-        return cls_logits.sigmoid()
-    if head == "softmax":
-        return cls_logits.softmax(dim=-1)[..., :-1]
-    raise ValueError(f"head must be 'sigmoid' or 'softmax', got {head!r}")
+    part (K = C + 1, the last logit is background); with ``clip``, of the clipped logits mapped onto [0, 1]."""
+    return clipped_class_scores(cls_logits, head, clip)
 
 
 @torch.no_grad()
@@ -59,6 +58,7 @@ def postprocess(
     head: str | None = None,
     image_size: tuple[int, int] | None = None,
     ood: str | None = None,
+    clip: LogitClip | None = None,
 ) -> list[Detections]:
     """Detections per image of a batch.
 
@@ -72,12 +72,15 @@ def postprocess(
             cannot tell: a softmax head over C + 1 looks like a sigmoid head over C + 1 classes.)
         image_size: (height, width) of the network input: boxes are clipped to it when given.
         ood: ``"msp"`` or ``"energy"`` to attach an OOD score per detection (``Detections.ood``); None: none.
+        clip: the LogitClip the model was trained with (``logit_clip_from_config``): scores of the clipped
+            logits mapped onto [0, 1]; None: the logits as given. (Logits clipped already are fine: the clip is
+            idempotent.)
     """
     if max_det < 1 or pre_nms_topk < 1:
         raise ValueError(f"max_det and pre_nms_topk must be >= 1, got {max_det} and {pre_nms_topk}")
     if head is None:
         head = out.head_type
-    scores_all = class_scores(out.cls_logits.float(), head)  # [B, N, C]
+    scores_all = class_scores(out.cls_logits.float(), head, clip)  # [B, N, C]
     boxes_all = out.boxes.float()
     num_classes = scores_all.shape[-1]
     ood_all = None

@@ -2,7 +2,10 @@
 
 ``FusedHeadExport(model, clip)`` maps images [B, C_in, H, W] (float32) to
 - ``scores`` [B, N, C]: the class probabilities the deployment thresholds. Sigmoid head: ``sigmoid(z')``;
-  softmax head: the C foreground entries of ``softmax(z')`` over C + 1 (background dropped);
+  softmax head: the C foreground entries of ``softmax(z')`` over C + 1 (background dropped); with a LogitClip,
+  mapped from the bounded range the clip leaves onto [0, 1] (``ghostq.detect.losses.robust``, module docstring:
+  ``(sigmoid(z') - sigmoid(-d)) / (sigmoid(d) - sigmoid(-d))`` for p = inf), exactly as torch evaluation and
+  predict score (``clipped_class_scores``), so thresholds mean the same and the ranking is unchanged;
 - ``boxes`` [B, N, 4]: xyxy in input pixels (anchor points are constants of the traced input size),
 where ``z'`` is the head's logit vector after the same LogitClip the model was trained with
 (``z' = z * min(1, d / ||z||_p)`` over the class axis; p = inf: scaled so that max |z| <= d; the authors'
@@ -47,8 +50,10 @@ class FusedHeadExport(nn.Module):
         x = images.half() if self.half else images
         out = self.model(x)
         raw = out.cls_logits.float()
-        z = self.clip(raw) if self.clip is not None else raw
-        scores = class_scores(z, self.head_type) if self.activation else z
+        if self.activation:
+            scores = class_scores(raw, self.head_type, self.clip)
+        else:
+            scores = self.clip(raw) if self.clip is not None else raw
         if self.ood is None:
             return scores, out.boxes.float()
         from ghostq.detect.ood import ood_score

@@ -1,7 +1,7 @@
 """Noise-robust classification losses and logit transforms (DESIGN §4), for both detector heads.
 
-Logit transforms (``DetectionLoss(logit_transform=...)``, applied before any base loss, training only;
-inference ranks by the raw logits):
+Logit transforms (``DetectionLoss(logit_transform=...)``, applied before any base loss; LogitClip also at
+inference, see below):
 
 - :class:`LogitClip` (Wei et al., ICML 2023): ``z' = z * min(1, d / ||z||_p)`` (``mode="continuous"``), or
   the authors' code (``mode="official"``, threshold t = 1/d): ``z' = z / (t ||z||_p)`` when ``||z||_p > t``,
@@ -10,6 +10,21 @@ inference ranks by the raw logits):
   Softmax C + 1 head: p = 2, as in the paper. Sigmoid head: p = inf (the largest |logit| <= d); an L2 bound
   over C independent logits would cap how negative *all* background logits can be at once.
 - :class:`LogitNorm` (Wei et al., ICML 2022): ``z / (tau ||z||_2)``, tau ~ 0.04 for ~10 classes.
+
+LogitClip at inference (torch evaluation, predict and the exported head alike: :func:`clipped_class_scores`):
+the clip stays, and the bounded probability range ``[lo, hi]`` it leaves is mapped linearly onto [0, 1],
+``s' = clamp((s - lo) / (hi - lo), 0, 1)``, so that score thresholds mean what they mean without the clip (a
+p = inf sigmoid head otherwise scores every background anchor at least ``sigmoid(-d)``: 0.119 at d = 2) while the
+ranking is unchanged. ``r`` is the largest norm the clip leaves: d (continuous), ``max(d, 1/d)`` (official).
+- Sigmoid head (p = inf or 2: either lets one logit reach +-r): ``lo = sigmoid(-r)``, ``hi = sigmoid(r)``, the
+  exact range; the map is strictly increasing on it.
+- Softmax head (K = C + 1, background last): ``hi`` is the exact maximum of a class probability (the class at
+  the top of the ball, every other logit equal) and ``lo`` the class probability of the most background-like
+  vector (background at the top, the C foreground logits equal): with the gap ``g`` between the two levels
+  (p = inf: 2r; p = 2: ``r sqrt(K / (K - 1))``), ``hi = 1 / (1 + (K-1) e^-g)`` and ``lo = 1 / (e^g + K - 1)``.
+  Lower foreground probabilities exist only where another *class* dominates the anchor; they map to 0, below any
+  threshold, and the ranking of every score above ``lo`` is unchanged. Without the map a p = 2, d = 2 softmax
+  head over 10 classes scores its most certain background anchor 0.055 for every class, above a 0.05 threshold.
 
 Losses (registered by name, signature of :mod:`ghostq.detect.losses.cls_losses`). Every loss takes the
 assignment's *soft* target: a target distribution ``y`` that puts ``t_hat`` on the assigned class (and, for a
@@ -72,6 +87,34 @@ class LogitClip:
             return z * (self.bound / norm.clamp_min(_EPS)).clamp(max=1.0)
         t = 1.0 / self.bound  # official: rescale to norm 1/t = bound once the norm exceeds t
         return torch.where(norm > t, z / (t * norm.clamp_min(_EPS)), z)
+
+    def radius(self) -> float:
+        """The largest p-norm a clipped vector has: d (continuous), ``max(d, 1/d)`` (official: a norm up to
+        1/d is left as it is)."""
+        return self.bound if self.mode == "continuous" else max(self.bound, 1.0 / self.bound)
+
+    def score_range(self, head: str, num_outputs: int) -> tuple[float, float]:
+        """``(lo, hi)`` of a class probability that inference maps onto [0, 1] (module docstring).
+
+        Args:
+            head: ``sigmoid`` or ``softmax``.
+            num_outputs: logits per anchor, K (C, or C + 1 for softmax with background last).
+        """
+        r = self.radius()
+        if head == "sigmoid":
+            return 1.0 / (1.0 + math.exp(r)), 1.0 / (1.0 + math.exp(-r))
+        if head != "softmax":
+            raise ValueError(f"head must be 'sigmoid' or 'softmax', got {head!r}")
+        if num_outputs < 2:
+            raise ValueError(f"a softmax head has C + 1 >= 2 logits, got {num_outputs}")
+        k = num_outputs
+        gap = 2.0 * r if self.p == math.inf else r * math.sqrt(k / (k - 1))
+        return 1.0 / (math.exp(gap) + k - 1), 1.0 / (1.0 + (k - 1) * math.exp(-gap))
+
+    def rescale_scores(self, scores: torch.Tensor, head: str, num_outputs: int) -> torch.Tensor:
+        """Class probabilities of clipped logits mapped onto [0, 1]: ``clamp((s - lo) / (hi - lo), 0, 1)``."""
+        lo, hi = self.score_range(head, num_outputs)
+        return ((scores - lo) * (1.0 / (hi - lo))).clamp(0.0, 1.0)
 
     def max_logit_gap(self) -> float:
         """Upper bound of ``z'_i - z'_j`` after clipping (continuous mode): ``2^(1-1/p) d``."""
@@ -220,11 +263,27 @@ def clipped_ce_bound(num_logits: int, clip: LogitClip) -> float:
     return math.log1p((num_logits - 1) * math.exp(clip.max_logit_gap()))
 
 
+def clipped_class_scores(logits: torch.Tensor, head: str, clip: LogitClip | None) -> torch.Tensor:
+    """Class probabilities [..., C] of logits [..., K] as inference reports them: without a clip, sigmoid (K = C)
+    or softmax's foreground part (K = C + 1); with one, of the clipped logits, mapped onto [0, 1] (module
+    docstring). Torch evaluation, predict and the exported head all score through here, so one checkpoint gives
+    the same scores everywhere."""
+    z = clip(logits) if clip is not None else logits
+    if head == "sigmoid":
+        scores = z.sigmoid()
+    elif head == "softmax":
+        scores = z.softmax(dim=-1)[..., :-1]
+    else:
+        raise ValueError(f"head must be 'sigmoid' or 'softmax', got {head!r}")
+    return clip.rescale_scores(scores, head, logits.shape[-1]) if clip is not None else scores
+
+
 def logit_clip_from_config(cfg, head: str) -> LogitClip | None:  # noqa: ANN001 - a ghostq.config.Config
     """The LogitClip the model was trained with (``loss.logit_clip``), or None.
 
-    Inference applies it too (torch evaluation and the exported head alike): the scores are then the bounded
-    ones the head was trained on, so their ranking across anchors is the one training shaped.
+    Inference applies it too (torch evaluation, predict and the exported head alike,
+    :func:`clipped_class_scores`): the scores are those of the bounded logits the head was trained on, mapped
+    onto [0, 1], so their ranking across anchors is the one training shaped and thresholds keep their meaning.
     """
     section = getattr(getattr(cfg, "loss", None), "logit_clip", None)
     if section is None:
