@@ -395,8 +395,13 @@ def _yaml_problem(err: yaml.YAMLError, text: str) -> tuple[int | None, str]:
         line = text.count("\n", 0, max(err.position, 0)) + 1
         char = ord(err.character) if isinstance(err.character, str) else err.character
         return line, f"control character {char:#x} is not allowed"
-    problem = getattr(err, "problem", None) or str(err)
-    return (mark.line + 1 if mark is not None else None), " ".join(str(problem).split())
+    problem = str(getattr(err, "problem", None) or err)
+    context, context_mark = getattr(err, "context", None), getattr(err, "context_mark", None)
+    if context and problem.startswith("but "):
+        problem = f"{context}, {problem}"
+    elif context:
+        problem += f" ({context}" + (f" on line {context_mark.line + 1})" if context_mark is not None else ")")
+    return (mark.line + 1 if mark is not None else None), " ".join(problem.split())
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
@@ -536,7 +541,9 @@ def _boolean_misuse(model: type[BaseModel], data: Any, prefix: str = "") -> dict
         if section is not None and isinstance(value, dict):
             problems.update(_boolean_misuse(section, value, dotted + "."))
         elif not _accepts(field.annotation, bool) and _holds_bool(value):
-            problems[dotted] = f"{dotted}: true/false is not a valid value here (got {value!r})"
+            problems[dotted] = (
+                f"{dotted}: a boolean is not allowed here (got {value!r}; YAML also reads yes/no/on/off as booleans)"
+            )
     return problems
 
 
