@@ -13,17 +13,20 @@ from ghostq.errors import GhostqError
 
 
 def build_model_from_config(cfg: Config, num_classes: int) -> nn.Module:
-    """The detector the config describes."""
+    """The detector the config describes; an impossible model (unknown backbone, ...) is a one-line error."""
     from ghostq.detect.models import build_detector
 
-    return build_detector(
-        cfg.model.backbone,
-        num_classes,
-        in_channels=cfg.data.in_channels,
-        strides=tuple(cfg.model.strides),
-        head=cfg.model.head,
-        act=cfg.model.act,
-    )
+    try:
+        return build_detector(
+            cfg.model.backbone,
+            num_classes,
+            in_channels=cfg.data.in_channels,
+            strides=tuple(cfg.model.strides),
+            head=cfg.model.head,
+            act=cfg.model.act,
+        )
+    except ValueError as err:
+        raise GhostqError(f"model: cannot build the detector: {err}") from None
 
 
 def build_loss_from_config(cfg: Config, num_classes: int, class_counts: list[int] | None = None) -> nn.Module:

@@ -1,10 +1,16 @@
 """Checkpoints: plain data (tensors, numbers, strings, dicts), saved atomically, loaded weights_only=True.
 
-A checkpoint never holds code: the model is rebuilt from the config stored in it.
+A checkpoint never holds code: the model is rebuilt from the config stored in it. Every command that reads a
+``.pt`` goes through `load_checkpoint` (structure) and `load_detector` (the weights fit the model), so a wrong,
+foreign, truncated or unsafe file is one line naming the file and what is wrong, never a traceback.
 """
 
 from __future__ import annotations
 
+import pickle
+import re
+import zipfile
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -13,27 +19,198 @@ import torch
 from ghostq.atomic import atomic_path
 from ghostq.errors import GhostqError
 
+REQUIRED = ("model", "config", "classes")
+RESUME_KEYS = ("epoch", "optimizer", "scheduler", "scaler", "rng", "best_map50", "history")
+_SHOWN = 3  # tensor names quoted per kind of mismatch
+
+
+def _tensors(obj: Any, prefix: str = "") -> Iterator[tuple[str, torch.Tensor]]:
+    """(dotted name, tensor) for every tensor inside nested dicts / lists / tuples."""
+    if isinstance(obj, torch.Tensor):
+        yield prefix or "<payload>", obj
+    elif isinstance(obj, Mapping):
+        for k, v in obj.items():
+            yield from _tensors(v, f"{prefix}.{k}" if prefix else str(k))
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            yield from _tensors(v, f"{prefix}.{i}" if prefix else str(i))
+
+
+def non_finite_tensors(obj: Any) -> list[str]:
+    """Dotted names of the floating-point tensors in `obj` that hold NaN or inf."""
+    return [
+        name for name, t in _tensors(obj)
+        if (t.is_floating_point() or t.is_complex()) and not bool(torch.isfinite(t).all())
+    ]
+
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
-    """torch.save to a temporary file beside `path`, then rename: the previous checkpoint survives a crash."""
+    """torch.save to a temporary file beside `path`, then rename; a payload with NaN/inf is refused, not saved."""
+    bad = non_finite_tensors(payload)
+    if bad:
+        total = sum(1 for _ in _tensors(payload))
+        raise GhostqError(
+            f"{path}: not saved: {len(bad)} of {total} tensors hold NaN/inf (first: {bad[0]}); the previous file "
+            "is kept"
+        )
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
     return Path(path)
 
 
+def _describe(value: Any) -> str:
+    """A short, one-line description of a wrong value for an error message."""
+    if value is None or isinstance(value, (str, int, float, bool)):
+        shown = repr(value)
+        return f"{type(value).__name__} {shown[:40]}{'...' if len(shown) > 40 else ''}"
+    if isinstance(value, torch.Tensor):
+        return f"a tensor of shape {list(value.shape)}"
+    return f"a {type(value).__name__}"
+
+
+def _sniff(path: Path) -> None:
+    """Reject what is clearly no torch.save file (empty, truncated archive, other format) before unpickling."""
+    with path.open("rb") as f:
+        head = f.read(4)
+    if not head:
+        raise GhostqError(f"{path}: empty file (0 bytes), not a checkpoint")
+    if head.startswith(b"PK"):
+        if not zipfile.is_zipfile(path):
+            raise GhostqError(
+                f"{path}: truncated or corrupt checkpoint (its zip archive has no central directory); "
+                "copy it again or use another checkpoint"
+            )
+    elif head[0] != 0x80:  # neither torch's zip format nor a legacy pickle
+        raise GhostqError(f"{path}: not a PyTorch checkpoint (a checkpoint is the zip archive torch.save writes)")
+
+
+def _refused_by_weights_only(path: Path, err: Exception) -> GhostqError:
+    text = str(err)
+    found = re.search(r"GLOBAL ([\w.]+)", text)
+    what = f"the Python object {found.group(1)}" if found else "Python objects or pickle instructions"
+    return GhostqError(
+        f"{path}: refused by the data-only loader (weights_only=True): it holds {what}; a ghostq checkpoint "
+        "holds only tensors, numbers, strings, lists and dicts, so this file is not loaded"
+    )
+
+
+def validate_checkpoint(path: str | Path, payload: Any) -> dict[str, Any]:
+    """Check a loaded payload is a ghostq checkpoint: state dict, valid config, class names, finite weights."""
+    from pydantic import ValidationError
+
+    from ghostq.config import Config, format_validation_error
+    from ghostq.detect.models.registry import list_backbones
+
+    if not isinstance(payload, dict):
+        raise GhostqError(
+            f"{path}: not a ghostq checkpoint (it holds {_describe(payload)}, not a mapping with "
+            f"{', '.join(map(repr, REQUIRED))})"
+        )
+    missing = [k for k in REQUIRED if k not in payload]
+    if missing:
+        raise GhostqError(
+            f"{path}: not a ghostq checkpoint: no {' / '.join(map(repr, missing))} entry (a ghostq checkpoint "
+            f"holds {', '.join(map(repr, REQUIRED))})"
+        )
+    state = payload["model"]
+    if not isinstance(state, Mapping) or not state:
+        raise GhostqError(f"{path}: 'model' must be a state dict (parameter name -> tensor), got {_describe(state)}")
+    for name, value in state.items():
+        if not isinstance(name, str) or not isinstance(value, torch.Tensor):
+            raise GhostqError(f"{path}: 'model' entry {name!r} is {_describe(value)}, not a tensor")
+    config = payload["config"]
+    if not isinstance(config, Mapping):
+        raise GhostqError(f"{path}: 'config' must be a mapping of config sections, got {_describe(config)}")
+    try:
+        cfg = Config.model_validate(dict(config))
+    except ValidationError as err:
+        raise GhostqError(format_validation_error(err, f"{path}: stored config")) from None
+    if cfg.model.backbone not in list_backbones():
+        raise GhostqError(
+            f"{path}: stored config: model.backbone {cfg.model.backbone!r} is not a known backbone "
+            f"(known: {', '.join(list_backbones())})"
+        )
+    classes = payload["classes"]
+    if (
+        not isinstance(classes, (list, tuple))
+        or not classes
+        or not all(isinstance(c, str) and c for c in classes)
+    ):
+        raise GhostqError(f"{path}: 'classes' must be a non-empty list of class names, got {_describe(classes)}")
+    bad = non_finite_tensors(state)
+    if bad:
+        raise GhostqError(
+            f"{path}: {len(bad)} of {len(state)} weight tensors hold NaN/inf (first: {bad[0]}); the checkpoint "
+            "is unusable"
+        )
+    return payload
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint as data only (weights_only=True); a missing or foreign file is a one-line error."""
+    """Load a checkpoint as data only (weights_only=True) and validate it; anything wrong is a one-line error."""
     path = Path(path)
+    if path.is_dir():
+        raise GhostqError(f"{path}: a folder, not a checkpoint file")
     if not path.is_file():
         raise GhostqError(f"{path}: checkpoint not found")
     try:
+        _sniff(path)
         payload = torch.load(path, map_location=map_location, weights_only=True)
+    except GhostqError:
+        raise
+    except pickle.UnpicklingError as err:
+        if "weights only" in str(err).lower():
+            raise _refused_by_weights_only(path, err) from None
+        raise GhostqError(f"{path}: not a readable PyTorch checkpoint ({_first_line(err)})") from None
+    except OSError as err:
+        raise GhostqError(f"{path}: cannot read the checkpoint ({err.strerror or type(err).__name__})") from None
     except Exception as err:  # torch raises several types for truncated / foreign files
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise GhostqError(f"{path}: not a readable ghostq checkpoint ({first[:200]})") from None
-    if not isinstance(payload, dict) or "model" not in payload or "config" not in payload:
-        raise GhostqError(f"{path}: not a ghostq checkpoint (no 'model' and 'config' entries)")
-    return payload
+        raise GhostqError(f"{path}: not a readable PyTorch checkpoint ({_first_line(err)})") from None
+    return validate_checkpoint(path, payload)
+
+
+def _first_line(err: Exception) -> str:
+    text = str(err).strip()
+    return (text.splitlines()[0][:200] if text else "") or type(err).__name__
+
+
+def require_training_state(path: str | Path, payload: Mapping[str, Any]) -> None:
+    """A checkpoint to resume from must hold the training state that `last.pt` carries, not weights only."""
+    missing = [k for k in RESUME_KEYS if k not in payload]
+    if missing:
+        raise GhostqError(
+            f"{path}: cannot resume from it: no training state ({', '.join(missing)} missing); a best.pt holds "
+            "weights only, --resume needs the run's last.pt"
+        )
+
+
+def load_state_checked(
+    path: str | Path, model: torch.nn.Module, state: Mapping[str, torch.Tensor], what: str = "model"
+) -> None:
+    """Load `state` into `model`; missing, unexpected or mis-shaped tensors are one line naming the first ones."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [
+        f"{k} {list(state[k].shape)} vs {list(own[k].shape)}"
+        for k in own
+        if k in state and tuple(state[k].shape) != tuple(own[k].shape)
+    ]
+    problems = []
+    for label, names in (("missing", missing), ("unexpected", unexpected),
+                         ("differ in shape (checkpoint vs model)", shapes)):
+        if names:
+            more = f", ... {len(names) - _SHOWN} more" if len(names) > _SHOWN else ""
+            problems.append(f"{len(names)} {label}: {', '.join(names[:_SHOWN])}{more}")
+    if problems:
+        raise GhostqError(
+            f"{path}: the weights do not fit the {what} its config describes ({len(own)} tensors): "
+            + "; ".join(problems)
+        )
+    try:
+        model.load_state_dict(dict(state))
+    except RuntimeError as err:
+        raise GhostqError(f"{path}: the weights do not fit the {what} ({_first_line(err)})") from None
 
 
 def load_detector(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict]:
@@ -42,8 +219,17 @@ def load_detector(path: str | Path, map_location: str | torch.device = "cpu") ->
     from ghostq.detect.builders import build_model_from_config
 
     payload = load_checkpoint(path, map_location)
-    cfg = Config.model_validate(payload["config"])
-    model = build_model_from_config(cfg, len(payload["classes"]))
-    model.load_state_dict(payload["model"])
+    if "bits" in payload:
+        raise GhostqError(
+            f"{path}: a compressed (quantized) checkpoint; this command takes a full-precision checkpoint "
+            "(fp/best.pt) or the exported ONNX of the compressed model (ghostq export)"
+        )
+    cfg = Config.model_validate(dict(payload["config"]))
+    try:
+        model = build_model_from_config(cfg, len(payload["classes"]))
+    except GhostqError as err:
+        raise GhostqError(f"{path}: stored config: {err}") from None
+    n = len(payload["classes"])
+    load_state_checked(path, model, payload["model"], f"{cfg.model.backbone} detector with {n} classes")
     model.eval()
     return model, payload

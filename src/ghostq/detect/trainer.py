@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
@@ -18,7 +19,7 @@ from ghostq.detect.builders import (
     lr_factor,
     make_optimizer,
 )
-from ghostq.detect.checkpoint import load_checkpoint, save_checkpoint
+from ghostq.detect.checkpoint import load_checkpoint, load_state_checked, require_training_state, save_checkpoint
 from ghostq.detect.data.prepare import DataSplits
 from ghostq.detect.data.torch_dataset import DetectionDataset, collate_detection
 from ghostq.detect.distributed import DistInfo, all_reduce_mean, broadcast_buffers
@@ -134,6 +135,7 @@ class Trainer:
     def load_last(self) -> None:
         path = self.fp_dir / "last.pt"
         state = load_checkpoint(path, map_location=self.device)
+        require_training_state(path, state)
         saved = {k: state["config"].get(k) for k in ("data", "model", "loss")}
         now = {k: self.cfg.model_dump(mode="json")[k] for k in ("data", "model", "loss")}
         if saved != now:
@@ -141,7 +143,7 @@ class Trainer:
             raise GhostqError(
                 f"{path}: cannot resume: config sections {changed} differ from the checkpoint's"
             )
-        self.model.load_state_dict(state["model"])
+        load_state_checked(path, self.model, state["model"])
         if self.ema is not None and state.get("ema"):
             self.ema.load_state_dict(state["ema"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -194,15 +196,16 @@ class Trainer:
             progress.end_epoch(_shown(sums, n))
         return means
 
+    def _last_good(self) -> str:
+        last = self.fp_dir / "last.pt"
+        return f"the last good checkpoint is {last}" if last.is_file() else "no checkpoint was written yet"
+
     def _check_finite(self, loss: torch.Tensor, parts: dict, epoch: int, step: int) -> None:
         bad = torch.tensor([0.0 if torch.isfinite(loss) else 1.0], device=self.device)
         if self.info.enabled:
             torch.distributed.all_reduce(bad)
         if bad.item() > 0:
-            last = self.fp_dir / "last.pt"
-            kept = (
-                f"the last good checkpoint is {last}" if last.is_file() else "no checkpoint was written yet"
-            )
+            kept = self._last_good()
             raise GhostqError(
                 f"non-finite loss at epoch {epoch + 1} step {step + 1} "
                 f"(parts: { ({k: float(v) for k, v in parts.items()}) }); stopped, {kept}. "
@@ -242,14 +245,21 @@ class Trainer:
         return self._summary()
 
     def _write_epoch(self, epoch: int, row: dict[str, Any]) -> None:
-        if row.get("mAP50", -1.0) > self.best_map:
-            self.best_map = row["mAP50"]
-            save_checkpoint(
-                self.fp_dir / "best.pt",
-                {**self._common(), "model": self._eval_model().state_dict(), "epoch": epoch, "metrics": row},
-            )
-        self.save_last(epoch)
-        atomic_write_json(self.fp_dir / "metrics.json", self._summary())
+        kept = self._last_good()  # before this epoch's saves
+        try:
+            if row.get("mAP50", -1.0) > self.best_map:
+                save_checkpoint(
+                    self.fp_dir / "best.pt",
+                    {**self._common(), "model": self._eval_model().state_dict(), "epoch": epoch, "metrics": row},
+                )
+                self.best_map = row["mAP50"]
+            self.save_last(epoch)
+        except GhostqError as err:  # non-finite weights: stop, the files of the last good epoch stay
+            raise GhostqError(
+                f"{err}; training stopped after epoch {epoch + 1}, {kept}. "
+                "Lower train.lr or raise train.warmup_epochs."
+            ) from None
+        atomic_write_json(self.fp_dir / "metrics.json", json_safe(self._summary()))
         from ghostq.detect.curves import plot_training_curves
 
         plot_training_curves(self.history, self.fp_dir / "curves.png")
@@ -274,6 +284,17 @@ class Trainer:
 def _shown(sums: dict[str, float], steps: int) -> dict[str, float]:
     """The loss terms a progress line shows: running means (the positives' count is no loss term)."""
     return {k: v / steps for k, v in sums.items() if k != "num_fg"}
+
+
+def json_safe(obj: Any) -> Any:
+    """`obj` with every NaN / inf float replaced by None: JSON has no NaN, and a metric that is not a number is none."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj
 
 
 def _to_float(out: Any) -> Any:
