@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from ghostq.cli.app import app, console
+from ghostq.writable import require_writable_dir, require_writable_file
 
 
 def load_with_compress(config: Path, overrides: list[str]):  # noqa: ANN201
@@ -29,6 +30,9 @@ def compress_command(
     from ghostq.compress.pipeline import compress
 
     cfg, ccfg = load_with_compress(config, overrides or [])
+    require_writable_dir(cfg.run_dir / "ghost", "compress output folder")
+    if json_out is not None:
+        require_writable_file(json_out, "--json file")
     result = compress(cfg, ccfg, force=force)
     m = result.metrics
     if result.skipped:

@@ -15,6 +15,7 @@ from rich.table import Table
 from ghostq.atomic import atomic_write_json
 from ghostq.cli.app import app, console
 from ghostq.errors import GhostqError
+from ghostq.writable import require_writable_file
 
 
 @app.command("eval")
@@ -39,6 +40,8 @@ def eval_command(
     metric = metric.lower()
     if metric not in METRICS:  # checked here, before any file is read
         raise GhostqError(f"unknown --metric {metric!r}: choose one of {', '.join(METRICS)}")
+    if json_out is not None:
+        require_writable_file(json_out, "--json file")
     if config is not None or model is not None:
         if config is None or model is None or gt is not None or dets is not None:
             raise GhostqError("evaluate a model with `ghostq eval CONFIG --model PATH` (no --gt / --dets)")

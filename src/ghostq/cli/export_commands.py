@@ -11,6 +11,7 @@ from rich.markup import escape
 
 from ghostq.cli.app import app, console
 from ghostq.errors import GhostqError
+from ghostq.writable import require_writable_dir
 
 
 @app.command("export")
@@ -37,6 +38,7 @@ def export_command(
     from ghostq.export.pipeline import run_export
 
     cfg, ecfg = load_export_config(config, overrides or [])
+    require_writable_dir(cfg.run_dir / "export", "export folder")
     with console.status("exporting"):
         result = run_export(cfg, ecfg, nms=nms, force=force)
     if result.skipped:

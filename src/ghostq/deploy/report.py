@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ghostq.atomic import atomic_path, atomic_write_text
+from ghostq.writable import require_writable_file
 
 TRT_MISSING = "not measured (TensorRT absent)"
 TRT_NOTE = ("TensorRT: not installed on this machine (it needs an NVIDIA GPU), so no engine was built or timed here; "
@@ -102,6 +103,7 @@ def write_report(run_dir: str | Path) -> Path:
     from ghostq.deploy.bench import plot_latency
 
     run_dir = Path(run_dir)
+    require_writable_file(run_dir / "report.md", "report")
     rows = collect_rows(run_dir)
     bench = _read(run_dir / "bench" / "ort_cpu.json")
     batches = sorted({b for r in rows for b in r["latency"]}, key=int)
