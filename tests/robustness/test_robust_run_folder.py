@@ -228,6 +228,12 @@ def test_forced_retrain_marks_later_stages_stale(
     saved = RunDir(run).saved_config()
     assert saved is not None and config_changes(saved, load_config(SMOKE, TINY).model_dump(mode="json"),
                                                 ["train"]) == []  # config.yaml now says 1 epoch, as trained
+    # The quantized model built from the old fp/best.pt is not exported as if it were current.
+    (run / "ghost" / "best.pt").write_bytes(b"built from the 2-epoch model")
+    _one_error(*_cli(monkeypatch, capsys, "export", str(SMOKE), f"run.root={tmp_path}", *TINY),
+               f"{run / 'ghost' / 'best.pt'}: the compress stage that wrote it is stale (train was rerun at ",
+               "); run ghostq compress first, or set export.int8.source=ptq")
+    assert not (run / "export").exists() or not any((run / "export").iterdir())  # nothing exported
 
 
 def test_corrupt_run_config_is_one_line(

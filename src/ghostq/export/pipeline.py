@@ -76,6 +76,11 @@ def _run_export(cfg: Config, ecfg: ExportConfig, nms: str | None, force: bool) -
         raise GhostqError(f"{ghost}: compressed checkpoint not found (export.int8.source=ghost; run ghostq compress)")
     if int8_source == "auto":
         int8_source = "ghost" if ghost.is_file() else "ptq"
+    compressed = run.manifest()["stages"].get("compress")
+    if ecfg.int8.enabled and int8_source == "ghost" and compressed and compressed.get("status") != "done":
+        why = compressed.get("stale_because") or compressed.get("error") or ""
+        raise GhostqError(f"{ghost}: the compress stage that wrote it is {compressed.get('status')}"
+                          f"{f' ({why})' if why else ''}; run ghostq compress first, or set export.int8.source=ptq")
     inputs = [Path(source)] + ([ghost] if ecfg.int8.enabled and int8_source == "ghost" else [])
     ecfg_json = json.dumps(ecfg.model_dump(mode="json"), sort_keys=True)
     digest = hashlib.sha256((config_hash(cfg, SECTIONS) + ecfg_json).encode()).hexdigest()
