@@ -53,3 +53,60 @@ def test_atomic_write_keeps_old_file_on_error(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         atomic_write_json(target, {"v": float("nan")})
     assert json.loads(target.read_text()) == {"v": 1}
+
+
+def test_lock_is_reentrant_in_process_and_exclusive_across_open_files(tmp_path: Path) -> None:
+    import fcntl
+    import os
+
+    run = RunDir(tmp_path / "r")
+    with run.lock("outer"), run.lock("inner"), run.stage("train", "h"):
+        other = os.open(run.lock_path, os.O_RDWR)
+        try:
+            with pytest.raises(BlockingIOError):  # another open file (as another process would have) cannot lock
+                fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        finally:
+            os.close(other)
+    assert json.loads(run.lock_path.read_text())["command"] == "outer"
+    free = os.open(run.lock_path, os.O_RDWR)
+    try:
+        fcntl.flock(free, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released on exit
+    finally:
+        os.close(free)
+
+
+def test_redone_stage_marks_later_ones_stale(tmp_path: Path) -> None:
+    run = RunDir(tmp_path / "r")
+    for name in ("train", "compress", "export"):
+        with run.stage(name, "h"):
+            pass
+    with run.stage("compress", "h2"):
+        pass
+    stages = run.manifest()["stages"]
+    assert [stages[s]["status"] for s in ("train", "compress", "export")] == ["done", "done", "stale"]
+    assert stages["export"]["stale_because"].startswith("compress was rerun at ")
+    assert not run.is_current("export", "h")
+
+
+def test_staged_folder_replaces_whole_or_not_at_all(tmp_path: Path) -> None:
+    run = RunDir(tmp_path / "r")
+    with run.staged_folder("export") as d:
+        (d / "a.onnx").write_text("1")
+        (d / "b.onnx").write_text("1")
+    with pytest.raises(RuntimeError), run.staged_folder("export") as d:
+        (d / "a.onnx").write_text("2")
+        raise RuntimeError("killed mid-way")
+    assert {p.name: p.read_text() for p in (run / "export").iterdir()} == {"a.onnx": "1", "b.onnx": "1"}
+    with run.staged_folder("export") as d:
+        (d / "a.onnx").write_text("3")
+    assert {p.name: p.read_text() for p in (run / "export").iterdir()} == {"a.onnx": "3"}  # no stale b.onnx
+    assert sorted(p.name for p in run.path.iterdir()) == ["export"]
+
+
+def test_config_changes_name_dotted_keys() -> None:
+    from ghostq.runs import config_changes
+
+    old = {"run": {"name": "a", "root": "runs", "seed": 0}, "train": {"epochs": 15, "augment": {"flip": 0.5}}}
+    new = {"run": {"name": "b", "root": "/x", "seed": 0}, "train": {"epochs": 1, "augment": {"flip": 0.0}}}
+    assert config_changes(old, new, ["run", "train"]) == ["train.augment.flip 0.5 -> 0.0", "train.epochs 15 -> 1"]
+    assert config_changes(old, new, ["run"]) == []

@@ -12,6 +12,7 @@ import ghostq.cli  # noqa: F401  (registers the commands)
 from ghostq.cli.app import app
 from ghostq.config import load_config
 from ghostq.deploy.report import TRT_NOTE, collect_rows
+from ghostq.errors import GhostqError
 from ghostq.pipeline import run_pipeline
 
 REPO = Path(__file__).resolve().parents[2]
@@ -65,6 +66,12 @@ def test_run_writes_every_stage_and_a_filled_report(tmp_path: Path) -> None:
     again = run_pipeline(cfg, say=lambda _: None)
     for stage in ("train", "compress", "export", "bench"):
         assert again["stages"][stage] == "skipped (current)", stage
+    changed = cfg.model_copy(update={"export": cfg.export.model_copy(update={"fp16": False})})
+    finished = (run / "manifest.json").read_text()
+    with pytest.raises(GhostqError, match=r"finished stage\(s\) export were built with: export.fp16 true -> false\. "
+                       r"Rerun with --force"):
+        run_pipeline(changed, say=lambda _: None)
+    assert (run / "manifest.json").read_text() == finished  # stopped before any work
     result = CliRunner().invoke(app, ["report", str(run)])
     assert result.exit_code == 0, result.output
     assert (run / "report.md").read_text().splitlines()[:4] == report.splitlines()[:4]
