@@ -3,35 +3,19 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from ghostq.atomic import atomic_write_json
 from ghostq.cli.app import console, data_app
 from ghostq.errors import GhostqError
+from ghostq.progress import count_progress
 from ghostq.writable import require_writable_dir, require_writable_file
 
 JsonOpt = typer.Option(None, "--json", help="Also write the summary as JSON to this path.", dir_okay=False)
-
-
-@contextmanager
-def _progress(label: str, total: int) -> Iterator[Callable[[int, int], None]]:
-    with Progress(
-        TextColumn(label),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    ) as bar:
-        task = bar.add_task(label, total=total)
-        yield lambda done, n: bar.update(task, completed=done, total=n)
 
 
 def _require_outputs(out_dir: Path | None, out_file: Path | None, json_path: Path | None) -> None:
@@ -79,7 +63,7 @@ def synth(
 
     _require_outputs(out, None, json_path)
     t0 = time.perf_counter()
-    with _progress("synth", images) as progress:
+    with count_progress("synth", images) as progress:
         ds = generate_synthetic(
             out, images=images, size=size, seed=seed, ir=ir, val_frac=val_frac, force=force, progress=progress
         )
@@ -142,7 +126,7 @@ def split(
         raise GhostqError("--min-area must be > 0")
     _require_outputs(out, None, json_path)
     ds = load_dataset(fmt, root, skip_missing=skip_missing)
-    with _progress("split", len(ds.records)) as progress:
+    with count_progress("split", len(ds.records)) as progress:
         tiles = split_dataset(
             ds,
             out,

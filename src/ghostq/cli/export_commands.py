@@ -66,7 +66,7 @@ def _check(path: Path) -> int:
     if violations:
         rules = sorted({v.rule for v in violations})
         console.print(f"[red]{path}: {len(violations)} violation(s) of TensorRT's Q/DQ rules "
-                      f"({', '.join(rules)})[/red]", highlight=False)
+                      f"({', '.join(rules)})[/red]", highlight=False, soft_wrap=True)
         return 1
     console.print(f"{path}: passes TensorRT's Q/DQ rules", highlight=False)
     return 0

@@ -81,6 +81,7 @@ def _checked_outputs(inputs: list[Path], out: Path, json_path: Path | None) -> l
 def _torch_predictor(model: Path, score: float, iou: float, tile: int | None, overlap: int) -> Predictor:
     from ghostq.config import Config, EvalConfig
     from ghostq.detect.checkpoint import load_detector
+    from ghostq.detect.losses.robust import logit_clip_from_config
     from ghostq.detect.predict import predict_paths
 
     net, payload = load_detector(model)
@@ -90,7 +91,7 @@ def _torch_predictor(model: Path, score: float, iou: float, tile: int | None, ov
     def run(paths: list[Path], out: Path, progress: Callable[[], Any]) -> dict[str, Any]:
         return predict_paths(
             net, paths, tuple(payload["classes"]), cfg.data.img_size, cfg.data.in_channels, eval_cfg, out,
-            tile=tile, overlap=overlap, progress=progress,
+            tile=tile, overlap=overlap, progress=progress, clip=logit_clip_from_config(cfg, net.head_type),
         )  # fmt: skip
 
     return run

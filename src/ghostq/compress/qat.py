@@ -24,6 +24,7 @@ from ghostq.detect.data.torch_dataset import DetectionDataset, collate_detection
 from ghostq.detect.distributed import DistInfo, all_reduce_mean, broadcast_buffers
 from ghostq.detect.ema import ModelEMA
 from ghostq.detect.inference import evaluate_detector, make_eval_loader
+from ghostq.detect.losses.robust import logit_clip_from_config
 from ghostq.detect.train import augment_from_config, build_loss_from_config, lr_factor
 from ghostq.errors import GhostqError
 from ghostq.progress import LoopProgress
@@ -180,7 +181,8 @@ def train_quantized(cfg: Config, ccfg: CompressConfig, student: nn.Module, teach
                     broadcast_buffers(student, info)
                 if info.is_main:
                     model = ema.module if ema is not None else student
-                    m = evaluate_detector(model, val_loader, val_gt, cfg.eval, device)
+                    clip = logit_clip_from_config(cfg, cfg.model.head)
+                    m = evaluate_detector(model, val_loader, val_gt, cfg.eval, device, clip)
                     row.update(mAP50=m["mAP50"], mAP50_95=m["mAP50_95"])
                     progress.print(f"compress epoch {epoch + 1}: loss {row.get('loss', 0):.4f} "
                                    f"val mAP50 {m['mAP50']:.4f} mAP50:95 {m['mAP50_95']:.4f}")

@@ -161,17 +161,17 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     except pickle.UnpicklingError as err:
         if "weights only" in str(err).lower():
             raise _refused_by_weights_only(path, err) from None
-        raise GhostqError(f"{path}: not a readable PyTorch checkpoint ({_first_line(err)})") from None
+        raise GhostqError(f"{path}: not a readable PyTorch checkpoint ({_one_line(err)})") from None
     except OSError as err:
         raise GhostqError(f"{path}: cannot read the checkpoint ({err.strerror or type(err).__name__})") from None
     except Exception as err:  # torch raises several types for truncated / foreign files
-        raise GhostqError(f"{path}: not a readable PyTorch checkpoint ({_first_line(err)})") from None
+        raise GhostqError(f"{path}: not a readable PyTorch checkpoint ({_one_line(err)})") from None
     return validate_checkpoint(path, payload)
 
 
-def _first_line(err: Exception) -> str:
-    text = str(err).strip()
-    return (text.splitlines()[0][:200] if text else "") or type(err).__name__
+def _one_line(err: Exception) -> str:
+    """The whole message of `err` on one line (torch's messages span several)."""
+    return " ".join(str(err).split()) or type(err).__name__
 
 
 def require_training_state(path: str | Path, payload: Mapping[str, Any]) -> None:
@@ -210,7 +210,7 @@ def load_state_checked(
     try:
         model.load_state_dict(dict(state))
     except RuntimeError as err:
-        raise GhostqError(f"{path}: the weights do not fit the {what} ({_first_line(err)})") from None
+        raise GhostqError(f"{path}: the weights do not fit the {what} ({_one_line(err)})") from None
 
 
 def load_detector(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 
 import torch
@@ -48,15 +47,14 @@ def predict_loader(
 ) -> list[dict[str, Any]]:
     """COCO results (image_id = record index + 1, category_id = class + 1, bbox xywh original pixels).
 
-    `logit_transform`: applied to the class logits before scoring (the LogitClip a model was trained with).
+    `logit_transform`: the LogitClip a model was trained with; scores are clipped and mapped onto [0, 1] as in
+    the exported head (`clipped_class_scores`).
     """
     was_training = model.training
     model.eval()
     images_dets: list[ImageDetections] = []
     for images, _targets, metas in loader:
         out = model(images.to(device, non_blocking=True))
-        if logit_transform is not None:
-            out = replace(out, cls_logits=logit_transform(out.cls_logits))
         dets = postprocess(
             out,
             score_threshold=eval_cfg.score_threshold,
@@ -64,6 +62,7 @@ def predict_loader(
             max_det=eval_cfg.max_det,
             head=getattr(model, "head_type", "sigmoid"),
             image_size=tuple(images.shape[-2:]),
+            clip=logit_transform,
         )
         for det, meta in zip(dets, metas, strict=True):
             w, h = meta["orig_size"]

@@ -15,6 +15,7 @@ import torch
 
 from ghostq.config import EvalConfig
 from ghostq.core.letterbox import Sample, letterbox
+from ghostq.detect.losses.robust import LogitClip
 from ghostq.detect.postprocess import postprocess
 from ghostq.detect.tiled import (  # noqa: F401  (re-exported: the names callers know from here)
     IMAGE_SUFFIXES,
@@ -40,6 +41,7 @@ def detect_image(
     overlap: int = 200,
     batch_size: int = 8,
     device: torch.device | str = "cpu",
+    clip: LogitClip | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Detect on one H x W x C uint8 image, tile by tile; returns boxes, scores, labels in image pixels."""
     model.eval()
@@ -62,6 +64,7 @@ def detect_image(
             max_det=eval_cfg.max_det,
             head=head,
             image_size=(img_size, img_size),
+            clip=clip,
         )
         for det, (ratio, pad), window in zip(dets, metas, chunk, strict=True):
             boxes, cut = to_image_frame(det.boxes.float().cpu().numpy(), ratio, pad, window, width, height)
@@ -88,11 +91,12 @@ def predict_paths(
     overlap: int = 200,
     device: torch.device | str = "cpu",
     progress: Any = None,
+    clip: LogitClip | None = None,
 ) -> dict[str, Any]:
     """Detect on every image; write `<id>.png` with boxes, `detections.json` (COCO results), DOTA files
     (ids: paths relative to the inputs' common folder; an output folder holding inputs is refused)."""
 
     def detect(image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        return detect_image(model, image, img_size, eval_cfg, tile, overlap, device=device)
+        return detect_image(model, image, img_size, eval_cfg, tile, overlap, device=device, clip=clip)
 
     return predict_files(detect, paths, classes, in_channels, out_dir, progress=progress)

@@ -303,9 +303,3 @@ def _to_float(out: Any) -> Any:
 
     return DetectorOutput(out.cls_logits.float(), out.boxes.float(), out.points, out.strides, out.head_type)
 
-
-def _to_float(out: Any) -> Any:
-    """Losses run in float32 even when the forward ran under autocast."""
-    from ghostq.detect.models.output import DetectorOutput
-
-    return DetectorOutput(out.cls_logits.float(), out.boxes.float(), out.points, out.strides, out.head_type)

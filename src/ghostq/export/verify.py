@@ -139,7 +139,7 @@ def verify_files(
             onnx.checker.check_model(proto)
             res["checker"] = "ok"
         except onnx.checker.ValidationError as err:
-            res["checker"] = f"failed: {str(err).splitlines()[0][:200]}"
+            res["checker"] = f"failed: {' '.join(str(err).split())}"
         if c.lint:
             violations = lint_qdq(proto)
             res["lint"] = {"passed": not violations, "violations": [v.to_dict() for v in violations]}
