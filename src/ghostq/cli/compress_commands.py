@@ -30,7 +30,7 @@ def compress_command(
     from ghostq.compress.pipeline import compress
 
     cfg, ccfg = load_with_compress(config, overrides or [])
-    require_writable_dir(cfg.run_dir / "ghost", "compress output folder")
+    require_writable_dir(cfg.run_dir, "run folder")
     if json_out is not None:
         require_writable_file(json_out, "--json file")
     result = compress(cfg, ccfg, force=force)

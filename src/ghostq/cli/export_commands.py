@@ -38,7 +38,7 @@ def export_command(
     from ghostq.export.pipeline import run_export
 
     cfg, ecfg = load_export_config(config, overrides or [])
-    require_writable_dir(cfg.run_dir / "export", "export folder")
+    require_writable_dir(cfg.run_dir, "run folder")
     with console.status("exporting"):
         result = run_export(cfg, ecfg, nms=nms, force=force)
     if result.skipped:

@@ -228,9 +228,10 @@ def _calib_batches(cfg: Config, ecfg: ExportConfig, records: list) -> list[np.nd
 def _trt(ecfg: ExportConfig, result: ExportResult, channels: int, size: int) -> None:
     """trtexec.sh always; engines when asked for and TensorRT imports (else the one-line hint)."""
     from ghostq.export.tensorrt_build import TensorRTUnavailable, build_engine, import_tensorrt
-    from ghostq.export.trtexec import trtexec_command, write_trtexec_script
+    from ghostq.export.trtexec import target_tensorrt_major, trtexec_command, write_trtexec_script
 
     t = ecfg.tensorrt
+    major = target_tensorrt_major(ecfg.tensorrt_major)
     kinds = [k for k in ("fp32", "fp16", "int8") if k in result.files]
     if ecfg.nms.kind == "trt":
         kinds += [f"{k}_trtnms" for k in ("fp32", "fp16", "int8") if f"{k}_trtnms" in result.files]
@@ -239,8 +240,9 @@ def _trt(ecfg: ExportConfig, result: ExportResult, channels: int, size: int) -> 
         precision = k.split("_")[0]
         commands.append(trtexec_command(
             result.files[k].name, f"model_{k}.plan", (channels, size, size), precision, t.typing,
-            t.min_batch, t.opt_batch, t.max_batch, t.workspace_mb, "timing.cache", trtexec=ecfg.jetson_trtexec))
-    result.files["trtexec"] = write_trtexec_script(result.out_dir / "trtexec.sh", commands)
+            t.min_batch, t.opt_batch, t.max_batch, t.workspace_mb, "timing.cache", trtexec=ecfg.jetson_trtexec,
+            tensorrt_major=major))
+    result.files["trtexec"] = write_trtexec_script(result.out_dir / "trtexec.sh", commands, tensorrt_major=major)
     if not t.enabled:
         return
     try:
