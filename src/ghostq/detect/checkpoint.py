@@ -187,15 +187,24 @@ def require_training_state(path: str | Path, payload: Mapping[str, Any]) -> None
 def load_state_checked(
     path: str | Path, model: torch.nn.Module, state: Mapping[str, torch.Tensor], what: str = "model"
 ) -> None:
-    """Load `state` into `model`; missing, unexpected or mis-shaped tensors are one line naming the first ones."""
+    """Load `state` into `model`; missing, unexpected or mis-shaped tensors are one line naming the first ones.
+
+    Unexpected names are the ones `load_state_dict` itself leaves over: brevitas' quantizers take entries that
+    their `state_dict()` does not list."""
     own = model.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
     shapes = [
         f"{k} {list(state[k].shape)} vs {list(own[k].shape)}"
         for k in own
         if k in state and tuple(state[k].shape) != tuple(own[k].shape)
     ]
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    if not shapes and not missing:
+        try:
+            result = model.load_state_dict(dict(state), strict=False)
+        except RuntimeError as err:
+            raise GhostqError(f"{path}: the weights do not fit the {what} ({_one_line(err)})") from None
+        unexpected = list(result.unexpected_keys)
     problems = []
     for label, names in (("missing", missing), ("unexpected", unexpected),
                          ("differ in shape (checkpoint vs model)", shapes)):
@@ -207,10 +216,6 @@ def load_state_checked(
             f"{path}: the weights do not fit the {what} its config describes ({len(own)} tensors): "
             + "; ".join(problems)
         )
-    try:
-        model.load_state_dict(dict(state))
-    except RuntimeError as err:
-        raise GhostqError(f"{path}: the weights do not fit the {what} ({_one_line(err)})") from None
 
 
 def load_detector(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict]:
