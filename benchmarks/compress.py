@@ -22,18 +22,18 @@ from typing import Any
 
 import torch
 
-from ghostq.atomic import atomic_write_json, atomic_write_text
-from ghostq.compress.config import CompressConfig
 from ghostq.compress.cost import model_cost
 from ghostq.compress.pipeline import build_student, choose_bits
 from ghostq.compress.ptq import calibrate
 from ghostq.compress.qat import fp_step_seconds, train_quantized
-from ghostq.config import load_config
+from ghostq.core.atomic import atomic_write_json, atomic_write_text
+from ghostq.core.compress_config import CompressConfig
+from ghostq.core.config import load_config
+from ghostq.core.runs import package_versions
 from ghostq.detect.checkpoint import load_detector
 from ghostq.detect.data.prepare import prepare_data
 from ghostq.detect.distributed import DistInfo
 from ghostq.detect.inference import evaluate_detector, make_eval_loader
-from ghostq.runs import package_versions
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -17,11 +17,11 @@ from typing import Any
 
 import numpy as np
 
-from ghostq.atomic import atomic_write_json, atomic_write_text
-from ghostq.config import load_config
+from ghostq.core.atomic import atomic_write_json, atomic_write_text
+from ghostq.core.config import load_config
+from ghostq.core.image_io import load_record_image
 from ghostq.deploy import load_runtime, preprocess, unletterbox
 from ghostq.deploy.bench import BenchSettings, compare
-from ghostq.detect.data.image_io import load_record_image
 from ghostq.detect.data.prepare import prepare_data
 from ghostq.detect.evaluate import evaluate_coco
 

@@ -30,11 +30,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ghostq.config import Config, load_config
+from ghostq.core.config import Config, load_config
+from ghostq.core.records import Dataset
 from ghostq.detect.data.coco_json import dataset_to_coco
 from ghostq.detect.data.noise import add_label_noise
 from ghostq.detect.data.prepare import prepare_data
-from ghostq.detect.data.records import Dataset
 from ghostq.detect.distributed import DistInfo
 from ghostq.detect.trainer import Trainer
 

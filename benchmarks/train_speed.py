@@ -16,8 +16,9 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from ghostq.atomic import atomic_write_json
-from ghostq.config import load_config
+from ghostq.core.atomic import atomic_write_json
+from ghostq.core.config import load_config
+from ghostq.core.runs import package_versions
 from ghostq.detect.data.prepare import prepare_data
 from ghostq.detect.data.torch_dataset import DetectionDataset, collate_detection
 from ghostq.detect.train import (
@@ -26,7 +27,6 @@ from ghostq.detect.train import (
     build_model_from_config,
     make_optimizer,
 )
-from ghostq.runs import package_versions
 
 REPO = Path(__file__).resolve().parents[1]
 

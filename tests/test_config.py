@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from ghostq.config import Config, apply_overrides, config_hash, load_config
-from ghostq.errors import ConfigError
+from ghostq.core.config import Config, apply_overrides, config_hash, load_config
+from ghostq.core.errors import ConfigError
 
 
 def _write(tmp_path: Path, text: str) -> Path:

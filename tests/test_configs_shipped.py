@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ghostq.config import load_config
+from ghostq.core.config import load_config
 from ghostq.detect.data.classes import DATASET_CLASSES, DOTA_V1
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))

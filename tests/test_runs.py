@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from ghostq.atomic import atomic_path, atomic_write_json, atomic_write_text
-from ghostq.runs import RunDir, sha256_file
+from ghostq.core.atomic import atomic_path, atomic_write_json, atomic_write_text
+from ghostq.core.runs import RunDir, sha256_file
 
 
 def test_stage_done_and_skip(tmp_path: Path) -> None:
@@ -104,7 +104,7 @@ def test_staged_folder_replaces_whole_or_not_at_all(tmp_path: Path) -> None:
 
 
 def test_config_changes_name_dotted_keys() -> None:
-    from ghostq.runs import config_changes
+    from ghostq.core.runs import config_changes
 
     old = {"run": {"name": "a", "root": "runs", "seed": 0}, "train": {"epochs": 15, "augment": {"flip": 0.5}}}
     new = {"run": {"name": "b", "root": "/x", "seed": 0}, "train": {"epochs": 1, "augment": {"flip": 0.0}}}

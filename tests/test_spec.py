@@ -6,8 +6,8 @@ import math
 
 import pytest
 
+from ghostq.core.errors import GhostqError
 from ghostq.core.spec import DecodeSpec, LogitClipSpec, ModelSpec
-from ghostq.errors import GhostqError
 
 SPEC = ModelSpec(("plane", "ship"), 128, logit_clip=LogitClipSpec(2.0, math.inf), decode=DecodeSpec(conf=0.05))
 
@@ -47,3 +47,16 @@ def test_missing_spec_and_missing_field() -> None:
         ModelSpec.from_dict(d)
     with pytest.raises(GhostqError, match="must be a mapping"):
         ModelSpec.from_dict(["not", "a", "dict"])
+
+
+def test_spec_from_config() -> None:
+    from ghostq.core.config import Config
+    from ghostq.core.spec import spec_from_config
+
+    cfg = Config.model_validate({"model": {"head": "softmax"}, "loss": {"cls": "ce", "logit_clip": {"bound": 3.0}},
+                                 "data": {"img_size": 96}})
+    spec = spec_from_config(cfg, ["a", "b"])
+    assert spec.head == "softmax" and spec.img_size == 96 and spec.classes == ("a", "b")
+    assert spec.logit_clip == LogitClipSpec(3.0, 2.0, "continuous")  # p by head: 2 for softmax
+    assert spec.decode == DecodeSpec(cfg.eval.score_threshold, cfg.eval.iou_threshold, cfg.eval.max_det)
+    assert ModelSpec.from_dict(spec.to_dict()) == spec

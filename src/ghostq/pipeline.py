@@ -12,8 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ghostq.config import Config, config_hash
-from ghostq.runs import RunDir
+from ghostq.core.config import Config, config_hash
+from ghostq.core.runs import RunDir
 
 STAGES = ("train", "compress", "export", "bench", "report")
 EXPORTED = ("model_fp32.onnx", "model_fp16.onnx", "model_int8.onnx", "model_int8_cpu.onnx")
@@ -23,7 +23,7 @@ def bench_stage(cfg: Config, force: bool = False) -> bool:
     """Time the exported ONNX files interleaved on the configured runtime -> bench/ort_cpu.json; sample PNGs.
 
     Returns False when the stage was current and skipped."""
-    from ghostq.atomic import atomic_write_json
+    from ghostq.core.atomic import atomic_write_json
     from ghostq.deploy.bench import BenchSettings, compare
 
     run = RunDir(cfg.run_dir)
@@ -76,8 +76,8 @@ def run_pipeline(cfg: Config, force: bool = False, say: Callable[[str], Any] = p
 
 
 def _run_stages(cfg: Config, run: RunDir, force: bool, say: Callable[[str], Any]) -> dict[str, Any]:
-    from ghostq.atomic import atomic_write_json
     from ghostq.compress.pipeline import compress
+    from ghostq.core.atomic import atomic_write_json
     from ghostq.deploy.report import write_report
     from ghostq.detect.train import train
     from ghostq.export.pipeline import run_export

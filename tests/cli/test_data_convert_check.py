@@ -15,8 +15,8 @@ from typer.testing import CliRunner
 
 import ghostq.cli  # noqa: F401  (registers the commands)
 from ghostq.cli.app import app
+from ghostq.core.errors import GhostqError
 from ghostq.detect.data.formats.dota_writer import write_dota_labels
-from ghostq.errors import GhostqError
 
 POLYS = np.array(
     [[2, 2, 12, 2, 12, 8, 2, 8], [20, 20, 30, 20, 30, 28, 20, 28], [5, 5, 9, 5, 9, 9, 5, 9]], float

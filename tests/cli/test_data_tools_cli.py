@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 import ghostq.cli  # noqa: F401  (registers the commands)
 from ghostq.cli import app
-from ghostq.errors import GhostqError
+from ghostq.core.errors import GhostqError
 
 
 def _run(*args: str):

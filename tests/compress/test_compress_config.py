@@ -8,7 +8,7 @@ import sys
 import pytest
 from pydantic import ValidationError
 
-from ghostq.compress.config import CompressConfig
+from ghostq.core.compress_config import CompressConfig
 
 
 def test_defaults_follow_ghost():
@@ -26,5 +26,5 @@ def test_bad_values_fail(bad):
 
 def test_config_imports_no_torch():
     code = ("import sys; sys.modules['torch'] = None; import ghostq.compress; "
-            "from ghostq.compress.config import CompressConfig; CompressConfig()")
+            "from ghostq.core.compress_config import CompressConfig; CompressConfig()")
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from ghostq.compress.bits_plot import plot_bits
-from ghostq.compress.config import HQConfig
 from ghostq.compress.fold_bn import fold_bn
 from ghostq.compress.hybrid_bits import LayerCurve, budget_bits, error_curve, hq_bits, kmeans_1d, rule_bits
 from ghostq.compress.quantize import QuantConfig
+from ghostq.core.compress_config import HQConfig
 
 
 def test_kmeans_error_by_hand():

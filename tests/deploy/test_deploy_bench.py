@@ -12,9 +12,9 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
+from ghostq.core.errors import GhostqError
 from ghostq.deploy.bench import BenchSettings, bench_model, compare, latency_stats, markdown
 from ghostq.deploy.machine import cpu_model, library_versions, machine_info, memory_mb
-from ghostq.errors import GhostqError
 
 FAST = BenchSettings(batches=(1, 2), warmup=1, iters=3, threads=1)
 

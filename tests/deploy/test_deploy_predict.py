@@ -11,9 +11,9 @@ import pytest
 from onnx_models import make_blob_model, scene
 from PIL import Image
 
+from ghostq.core.tiling import list_images
 from ghostq.deploy import DecodeSettings, load_runtime
 from ghostq.deploy.predict import detect_image, predict_paths
-from ghostq.detect.tiled import list_images
 
 
 @pytest.fixture
@@ -33,7 +33,7 @@ def test_object_across_tile_border_is_one_detection(tmp_path: Path) -> None:
 
 def test_same_result_as_the_pytorch_path(tmp_path: Path) -> None:
     torch = pytest.importorskip("torch")
-    from ghostq.config import EvalConfig
+    from ghostq.core.config import EvalConfig
     from ghostq.detect.models.output import DetectorOutput
     from ghostq.detect.predict import detect_image as torch_detect_image
 
@@ -134,7 +134,7 @@ def test_cli_predict_with_onnx_and_overrides(tmp_path: Path) -> None:
 
 @pytest.mark.realdata
 def test_predict_tiles_the_real_dota_image(tmp_path: Path, rs_samples: Path) -> None:
-    from ghostq.detect.data.image_io import load_image
+    from ghostq.core.image_io import load_image
 
     image_path = rs_samples / "dota" / "images" / "P1888.png"
     if not image_path.is_file():
@@ -160,7 +160,7 @@ def test_torch_runtime_agrees_with_onnx_runtime_on_an_exported_detector(tmp_path
     metadata, scores after LogitClip, boxes in input pixels)."""
     torch = pytest.importorskip("torch")
     export = pytest.importorskip("ghostq.export.onnx_export")
-    from ghostq.config import Config
+    from ghostq.core.config import Config
     from ghostq.detect.checkpoint import save_checkpoint
     from ghostq.detect.losses.robust import logit_clip_from_config
     from ghostq.detect.train import build_model_from_config

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from onnx_models import NMS_BOXES, NMS_NUM, blob_meta, make_blob_model, make_nms_model, scene
 
+from ghostq.core.errors import GhostqError
 from ghostq.deploy import BACKENDS, DecodeSettings, available_backends, load_runtime, preprocess, unletterbox
 from ghostq.deploy.ort_runtime import has_qdq
 from ghostq.deploy.runtimes import default_backend, model_info
-from ghostq.errors import GhostqError
 
 ort = pytest.importorskip("onnxruntime")
 

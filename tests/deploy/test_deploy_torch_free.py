@@ -54,7 +54,7 @@ def test_deploy_runs_an_onnx_model_with_torch_unimportable(tmp_path: Path) -> No
         import ghostq.deploy as gd
         from ghostq.deploy.bench import BenchSettings, bench_model
         from ghostq.deploy.predict import predict_paths
-        from ghostq.detect.tiled import list_images
+        from ghostq.core.tiling import list_images
 
         rt = gd.load_runtime({str(model)!r}, threads=1)
         image = np.full((80, 100, 3), 40, np.uint8)
@@ -84,7 +84,7 @@ def test_torch_backend_says_torch_is_missing(tmp_path: Path) -> None:
     ckpt.write_bytes(b"not used")
     code = f"""
         from ghostq.deploy import load_runtime
-        from ghostq.errors import GhostqError
+        from ghostq.core.errors import GhostqError
         try:
             load_runtime({str(ckpt)!r})
         except GhostqError as err:
@@ -147,7 +147,7 @@ def test_no_module_level_torch_import_in_deploy_or_what_it_imports() -> None:
             elif root == "ghostq":
                 todo.append((imp, via))
     assert not offenders, offenders
-    assert "ghostq.detect.tiled" in seen and "ghostq.core.letterbox" in seen  # the walk went through
+    assert "ghostq.core.tiling" in seen and "ghostq.core.letterbox" in seen  # the walk went through
 
 
 def test_cli_bench_and_predict_run_with_torch_unimportable(tmp_path: Path) -> None:

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from onnx_models import scene
 
+from ghostq.core.errors import GhostqError
 from ghostq.deploy import load_runtime, preprocess, unletterbox
-from ghostq.errors import GhostqError
 
 
 class HostCuda:

@@ -13,8 +13,8 @@ import pytest
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from ghostq.core.errors import DataFormatError, GhostqError
 from ghostq.detect.evaluate import evaluate, evaluate_coco, evaluate_voc, load_ground_truth
-from ghostq.errors import DataFormatError, GhostqError
 
 CLASSES = ["small-vehicle", "plane", "ship", "storage-tank"]  # storage-tank never appears in the GT
 

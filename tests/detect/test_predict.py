@@ -10,10 +10,10 @@ import pytest
 import torch
 from PIL import Image
 
-from ghostq.config import EvalConfig
+from ghostq.core.config import EvalConfig
+from ghostq.core.errors import GhostqError
 from ghostq.detect.models.output import DetectorOutput
 from ghostq.detect.predict import detect_image, list_images, predict_paths
-from ghostq.errors import GhostqError
 
 
 class BrightBlobDetector(torch.nn.Module):

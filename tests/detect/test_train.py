@@ -12,10 +12,10 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from ghostq.config import Config, load_config
+from ghostq.core.config import Config, load_config
+from ghostq.core.errors import GhostqError
 from ghostq.detect.checkpoint import load_checkpoint, load_detector
 from ghostq.detect.train import lr_factor, train
-from ghostq.errors import GhostqError
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -11,7 +11,7 @@ from onnx import TensorProto
 from onnx import helper as h
 from onnx import numpy_helper as nh
 
-from ghostq.errors import GhostqError
+from ghostq.core.errors import GhostqError
 from ghostq.export.explain import explain, explain_markdown
 
 

@@ -100,7 +100,7 @@ def test_rerun_is_skipped_then_forced(run) -> None:
 
 def test_config_typo_fails_before_work(tmp_path) -> None:
     from ghostq.cli.app import app
-    from ghostq.errors import ConfigError
+    from ghostq.core.errors import ConfigError
 
     res = CliRunner().invoke(app, ["export", str(REPO / "configs" / "smoke.yaml"), f"run.root={tmp_path}",
                                    "export.nms.knd=onnx"])

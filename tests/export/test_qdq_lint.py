@@ -158,8 +158,8 @@ def test_lint_and_config_import_without_torch() -> None:
     import sys
 
     code = ("import sys; sys.modules['torch'] = None\n"
-            "import ghostq.export.qdq_lint, ghostq.export.config\n"
-            "print(ghostq.export.config.ExportConfig().opset)")
+            "import ghostq.export.qdq_lint, ghostq.core.export_config\n"
+            "print(ghostq.core.export_config.ExportConfig().opset)")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == "17"

@@ -180,7 +180,7 @@ def test_trt11_is_always_strongly_typed(monkeypatch, tmp_path) -> None:
 
 
 def test_parser_and_build_failures_are_one_line(monkeypatch, tmp_path) -> None:
-    from ghostq.errors import GhostqError
+    from ghostq.core.errors import GhostqError
 
     with pytest.raises(GhostqError, match="parser failed: unsupported node X"):
         _build(monkeypatch, tmp_path, "10.3.0", "weak", "fp32", parse_ok=False)

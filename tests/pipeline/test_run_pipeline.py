@@ -10,9 +10,9 @@ from typer.testing import CliRunner
 
 import ghostq.cli  # noqa: F401  (registers the commands)
 from ghostq.cli.app import app
-from ghostq.config import load_config
+from ghostq.core.config import load_config
+from ghostq.core.errors import GhostqError
 from ghostq.deploy.report import TRT_NOTE, collect_rows
-from ghostq.errors import GhostqError
 from ghostq.pipeline import run_pipeline
 
 REPO = Path(__file__).resolve().parents[2]

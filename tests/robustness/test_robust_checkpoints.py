@@ -17,10 +17,10 @@ import torch
 from PIL import Image
 
 from ghostq.cli import main
-from ghostq.config import Config, load_config
+from ghostq.core.config import Config, load_config
+from ghostq.core.errors import GhostqError
 from ghostq.detect.builders import build_model_from_config
 from ghostq.detect.checkpoint import load_checkpoint, load_detector, save_checkpoint
-from ghostq.errors import GhostqError
 
 REPO = Path(__file__).resolve().parents[2]
 SMOKE = REPO / "configs" / "smoke.yaml"

@@ -17,14 +17,14 @@ from typer.testing import CliRunner
 import ghostq.cli  # noqa: F401  (registers the commands)
 from ghostq.cli import main
 from ghostq.cli.app import app
-from ghostq.compress.config import CompressConfig, HQConfig
 from ghostq.compress.distill import GumbelSwitch, OSTLoss, ost_distance
 from ghostq.compress.fold_bn import fold_bn
 from ghostq.compress.hybrid_bits import error_curve, hq_bits
 from ghostq.compress.qat import qat_param_groups
 from ghostq.compress.quantize import QuantConfig
+from ghostq.core.compress_config import CompressConfig, HQConfig
+from ghostq.core.errors import ConfigError
 from ghostq.detect.models.layers import ConvBNAct
-from ghostq.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = ["data.synthetic.images=12", "data.img_size=96", "data.synthetic.size=96", "train.batch_size=4",

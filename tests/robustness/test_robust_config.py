@@ -14,10 +14,10 @@ from hypothesis import strategies as st
 from pydantic import BaseModel, ConfigDict
 
 from ghostq.cli import main
-from ghostq.config import Config, load_config, parse_yaml, validate_sections
+from ghostq.core.config import Config, load_config, parse_yaml, validate_sections
+from ghostq.core.errors import ConfigError, printable_one_line
 from ghostq.detect.losses import cls_loss_heads, list_box_losses
 from ghostq.detect.models import list_backbones
-from ghostq.errors import ConfigError, printable_one_line
 
 REPO = Path(__file__).resolve().parents[2]
 SMOKE = REPO / "configs" / "smoke.yaml"
@@ -298,7 +298,7 @@ def test_an_escaping_os_error_is_one_line(
     def write_where_impossible(*_: Any) -> None:
         target.write_bytes(b"x")  # a real OSError: the parent "folder" is a regular file
 
-    monkeypatch.setattr("ghostq.config.load_config", write_where_impossible)
+    monkeypatch.setattr("ghostq.core.config.load_config", write_where_impossible)
     code, err = _main(monkeypatch, capsys, "train", str(SMOKE))
     assert (code, err) == (2, f"error: {target}: Not a directory\n")
 

@@ -19,11 +19,11 @@ from typer.testing import CliRunner
 
 import ghostq.cli  # noqa: F401  (registers the commands)
 from ghostq.cli.app import app
+from ghostq.core.errors import DataFormatError, GhostqError
 from ghostq.detect.data.check import MAX_PER_FILE, check_dataset, summarize
 from ghostq.detect.data.formats import load_dataset
 from ghostq.detect.data.formats.dota_writer import write_dota_labels
 from ghostq.detect.evaluate import evaluate_coco
-from ghostq.errors import DataFormatError, GhostqError
 
 BIG_INT = "9" * 5000  # over Python's 4,300-digit int-string limit
 SHOWN_BIG_INT = "'" + "9" * 17 + "..." + "9" * 18 + "'"  # how an error message abbreviates it

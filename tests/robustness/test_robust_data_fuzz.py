@@ -17,6 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from ghostq.core.errors import GhostqError
 from ghostq.detect.data.formats import load_dataset
 from ghostq.detect.data.formats.dior import parse_dior_xml
 from ghostq.detect.data.formats.dota import parse_dota_text
@@ -24,7 +25,6 @@ from ghostq.detect.data.formats.nwpu import parse_nwpu_text
 from ghostq.detect.data.formats.vedai import parse_vedai_text
 from ghostq.detect.data.noise import add_label_noise, load_coco
 from ghostq.detect.evaluate import evaluate
-from ghostq.errors import GhostqError
 
 EXAMPLES = int(os.environ.get("GHOSTQ_FUZZ_EXAMPLES", "200"))
 FUZZ = settings(

@@ -12,10 +12,10 @@ import pytest
 from PIL import Image
 
 from ghostq.cli import main
+from ghostq.core.errors import GhostqError
+from ghostq.core.tiling import list_images
 from ghostq.deploy import DecodeSettings, load_runtime
 from ghostq.deploy.predict import predict_paths
-from ghostq.detect.tiled import list_images
-from ghostq.errors import GhostqError
 
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")

@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 
 import ghostq.cli  # noqa: F401  (registers the commands)
 from ghostq.cli.app import app
-from ghostq.errors import GhostqError
-from ghostq.progress import LoopProgress, count_progress, log_every, progress_style
+from ghostq.core.errors import GhostqError
+from ghostq.core.progress import LoopProgress, count_progress, log_every, progress_style
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = [
@@ -66,9 +66,9 @@ def test_training_into_a_log_prints_a_line_per_epoch_and_per_step(tmp_path: Path
 
 
 def test_qat_loop_prints_epoch_lines(tmp_path: Path) -> None:
-    from ghostq.compress.config import CompressConfig
     from ghostq.compress.qat import train_quantized
-    from ghostq.config import load_config
+    from ghostq.core.compress_config import CompressConfig
+    from ghostq.core.config import load_config
     from ghostq.detect.builders import build_model_from_config
     from ghostq.detect.data.prepare import prepare_data
     from ghostq.detect.distributed import DistInfo

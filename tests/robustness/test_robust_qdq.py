@@ -275,7 +275,7 @@ import sys, torch
 from pathlib import Path
 sys.path.insert(0, {helpers!r})
 from export_helpers import calibrate_norms
-from ghostq.config import load_config
+from ghostq.core.config import load_config
 from ghostq.detect.checkpoint import save_checkpoint
 from ghostq.detect.train import build_model_from_config
 torch.set_num_threads(1)
@@ -353,8 +353,8 @@ def test_script_header_names_the_major(tmp_path) -> None:
 
 def test_tensorrt_major_config_is_validated(monkeypatch, capsys, tmp_path) -> None:
     from ghostq.cli import main
-    from ghostq.config import load_config
-    from ghostq.errors import ConfigError
+    from ghostq.core.config import load_config
+    from ghostq.core.errors import ConfigError
 
     config = REPO / "configs" / "smoke.yaml"
     assert load_config(config, ["export.tensorrt_major=11"]).export.tensorrt_major == 11

@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from ghostq.atomic import atomic_write_json, atomic_write_text
 from ghostq.cli import main
-from ghostq.config import load_config
-from ghostq.errors import GhostqError
-from ghostq.runs import RunDir, sha256_file
+from ghostq.core.atomic import atomic_write_json, atomic_write_text
+from ghostq.core.config import load_config
+from ghostq.core.errors import GhostqError
+from ghostq.core.runs import RunDir, sha256_file
 
 REPO = Path(__file__).resolve().parents[2]
 SMOKE = REPO / "configs" / "smoke.yaml"
@@ -29,7 +29,7 @@ TINY = ["data.synthetic.images=12", "data.img_size=96", "data.synthetic.size=96"
 CLASSES = ["small-vehicle", "large-vehicle", "plane", "ship", "storage-tank"]
 HOLDER = """
 import sys
-from ghostq.runs import RunDir
+from ghostq.core.runs import RunDir
 with RunDir(sys.argv[1]).lock("ghostq train (holder)"):
     print("locked", flush=True)
     sys.stdin.readline()
@@ -215,7 +215,7 @@ def test_resume_refuses_what_it_cannot_honour(
 def test_forced_retrain_marks_later_stages_stale(
     trained: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from ghostq.runs import config_changes
+    from ghostq.core.runs import config_changes
 
     run = _copy_run(trained, tmp_path)
     old_best = sha256_file(run / "fp" / "best.pt")

@@ -18,7 +18,7 @@ from ghostq.cli import (  # noqa: F401  (importing registers the commands)
     train_commands,
 )
 from ghostq.cli.app import app, console
-from ghostq.errors import GhostqError, printable_one_line
+from ghostq.core.errors import GhostqError, printable_one_line
 
 
 def main() -> None:

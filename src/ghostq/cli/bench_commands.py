@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from ghostq.cli.app import app, console
-from ghostq.errors import GhostqError
+from ghostq.core.errors import GhostqError
 
 
 def parse_batches(text: str) -> tuple[int, ...]:
@@ -35,7 +35,7 @@ def model_overrides(img_size: int | None, channels: int | None, classes: str | N
 
 def check_outputs(models: list[Path], outputs: dict[str, Path | None]) -> None:
     """Every output file can be written and replaces no model: checked before timing, so no measurement is lost."""
-    from ghostq.writable import require_writable_file
+    from ghostq.core.writable import require_writable_file
 
     given = {flag: path for flag, path in outputs.items() if path is not None}
     for flag, path in given.items():
@@ -66,7 +66,7 @@ def bench_command(
     plot_path: Path | None = typer.Option(None, "--plot", help="write a PNG of the latency distributions here"),
 ) -> None:
     """Latency percentiles, throughput, peak memory and the machine; on a Jetson power mode and power too."""
-    from ghostq.atomic import atomic_write_json, atomic_write_text
+    from ghostq.core.atomic import atomic_write_json, atomic_write_text
     from ghostq.deploy.bench import BenchSettings, bench_model, markdown, plot_latency
     from ghostq.deploy.bench import compare as compare_models
 

@@ -9,14 +9,14 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from ghostq.atomic import atomic_write_json
 from ghostq.cli.app import console, data_app
+from ghostq.core.atomic import atomic_write_json
+from ghostq.core.errors import GhostqError
+from ghostq.core.records import Dataset
+from ghostq.core.writable import require_writable_file
 from ghostq.detect.data.check import DEFAULT_TOLERANCE, check_dataset, summarize
 from ghostq.detect.data.coco_json import write_coco_json
 from ghostq.detect.data.formats import ANNOTATIONS_ONLY_FORMATS, FORMATS, load_dataset
-from ghostq.detect.data.records import Dataset
-from ghostq.errors import GhostqError
-from ghostq.writable import require_writable_file
 
 # typer shows the values as the allowed choices (`dior-r` is a value, not a Python name).
 DataFormat = Enum("DataFormat", {f.replace("-", "_"): f for f in FORMATS}, type=str)  # type: ignore[misc]

@@ -9,11 +9,11 @@ from typing import Any, Literal
 import typer
 from rich.table import Table
 
-from ghostq.atomic import atomic_write_json
 from ghostq.cli.app import console, data_app
-from ghostq.errors import GhostqError
-from ghostq.progress import count_progress
-from ghostq.writable import require_writable_dir, require_writable_file
+from ghostq.core.atomic import atomic_write_json
+from ghostq.core.errors import GhostqError
+from ghostq.core.progress import count_progress
+from ghostq.core.writable import require_writable_dir, require_writable_file
 
 JsonOpt = typer.Option(None, "--json", help="Also write the summary as JSON to this path.", dir_okay=False)
 
@@ -187,9 +187,9 @@ def noise(
     json_path: Path | None = JsonOpt,
 ) -> None:
     """Add label noise to a COCO json; the changes are recorded in the output under `ghostq_noise`."""
+    from ghostq.core.errors import DataFormatError
     from ghostq.detect.data.noise import add_label_noise, load_coco
     from ghostq.detect.data.reading import MAX_ANNOTATION_BYTES, load_json_file
-    from ghostq.errors import DataFormatError
 
     if out.resolve() == ann.resolve():
         raise GhostqError(f"{out}: --out must differ from --ann (the clean labels would be lost)")

@@ -12,10 +12,10 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from ghostq.atomic import atomic_write_json
 from ghostq.cli.app import app, console
-from ghostq.errors import GhostqError
-from ghostq.writable import require_writable_file
+from ghostq.core.atomic import atomic_write_json
+from ghostq.core.errors import GhostqError
+from ghostq.core.writable import require_writable_file
 
 
 @app.command("eval")
@@ -62,7 +62,7 @@ def _evaluate_model(config: Path, overrides: list[str], model: Path, metric: str
     """Detections of the checkpoint on the config's val split, scored with `metric`."""
     import torch
 
-    from ghostq.config import Config, load_config
+    from ghostq.core.config import Config, load_config
     from ghostq.detect.checkpoint import load_detector
     from ghostq.detect.data.prepare import prepare_data
     from ghostq.detect.evaluate import evaluate

@@ -10,8 +10,8 @@ import typer
 from rich.markup import escape
 
 from ghostq.cli.app import app, console
-from ghostq.errors import GhostqError
-from ghostq.writable import require_writable_dir
+from ghostq.core.errors import GhostqError
+from ghostq.core.writable import require_writable_dir
 
 
 @app.command("export")
@@ -51,7 +51,7 @@ def export_command(
 
 def load_export_config(path: Path, overrides: list[str]) -> tuple[Any, Any]:
     """The Config and its export section."""
-    from ghostq.config import load_config
+    from ghostq.core.config import load_config
 
     cfg = load_config(path, overrides)
     return cfg, cfg.export

@@ -37,8 +37,8 @@ def predict_command(
     """Detect objects: a PNG with boxes per image, COCO-results json and DOTA Task2 result files."""
     from rich.progress import Progress
 
-    from ghostq.atomic import atomic_write_json
-    from ghostq.errors import GhostqError
+    from ghostq.core.atomic import atomic_write_json
+    from ghostq.core.errors import GhostqError
 
     if tile is not None and overlap >= tile:
         raise GhostqError(f"--overlap {overlap} must be smaller than --tile {tile}")
@@ -63,9 +63,9 @@ def predict_command(
 
 def _checked_outputs(inputs: list[Path], out: Path, json_path: Path | None) -> list[Path]:
     """The input images, once the outputs are known to be writable and to replace no input (before any work)."""
-    from ghostq.detect.tiled import check_output_folder, image_names, list_images
-    from ghostq.errors import GhostqError
-    from ghostq.writable import require_writable_dir, require_writable_file
+    from ghostq.core.errors import GhostqError
+    from ghostq.core.tiling import check_output_folder, image_names, list_images
+    from ghostq.core.writable import require_writable_dir, require_writable_file
 
     paths = list_images(inputs)
     image_names(paths)  # result names that would clash fail here, before the model loads
@@ -79,7 +79,7 @@ def _checked_outputs(inputs: list[Path], out: Path, json_path: Path | None) -> l
 
 
 def _torch_predictor(model: Path, score: float, iou: float, tile: int | None, overlap: int) -> Predictor:
-    from ghostq.config import Config, EvalConfig
+    from ghostq.core.config import Config, EvalConfig
     from ghostq.detect.checkpoint import load_detector
     from ghostq.detect.losses.robust import logit_clip_from_config
     from ghostq.detect.predict import predict_paths

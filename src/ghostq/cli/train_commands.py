@@ -28,7 +28,7 @@ def train_command(
     ),
 ) -> None:
     """Train the full-precision detector; writes runs/<name>/fp/{best.pt,last.pt,metrics.json,curves.png}."""
-    from ghostq.config import load_config
+    from ghostq.core.config import load_config
     from ghostq.detect.train import train
 
     cfg = load_config(config, overrides or [])

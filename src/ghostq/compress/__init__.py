@@ -1,5 +1,5 @@
 """GHOST compression: BN folding, ``quantize(model, QuantConfig)`` (brevitas), HQ bit widths, GQSD/OST/SCM,
-PTQ baselines and cost. Importing the package imports no torch (``ghostq.compress.config`` is pydantic only);
+PTQ baselines and cost. Importing the package imports no torch (``ghostq.core.compress_config`` is pydantic only);
 the public names below load their module on first use (``quantize`` itself: ``ghostq.compress.quantize.quantize``,
 or ``quantize_`` here; the submodule of that name would shadow it).
 """
@@ -10,7 +10,7 @@ from importlib import import_module
 from typing import Any
 
 _EXPORTS = {
-    "CompressConfig": "ghostq.compress.config",
+    "CompressConfig": "ghostq.core.compress_config",
     "QuantConfig": "ghostq.compress.quantize",
     "quantize_": "ghostq.compress.quantize",
     "fold_bn": "ghostq.compress.fold_bn",

@@ -13,7 +13,7 @@ def plot_bits(bits_json: dict[str, Any], path: str | Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ghostq.atomic import atomic_path
+    from ghostq.core.atomic import atomic_path
 
     names = list(bits_json["layers"])
     bits = [bits_json["layers"][n]["bits"] for n in names]

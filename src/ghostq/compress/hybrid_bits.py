@@ -17,7 +17,7 @@ from typing import Literal
 
 import numpy as np
 
-from ghostq.errors import ConfigError
+from ghostq.core.errors import ConfigError
 
 BITS = tuple(range(2, 9))
 SCORE_SCALE = 1e6  # GHOST: score = 1e6 * mean squared distance

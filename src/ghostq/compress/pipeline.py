@@ -14,10 +14,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from ghostq.atomic import atomic_write_json
-from ghostq.compress.config import CompressConfig
-from ghostq.config import Config, config_hash
-from ghostq.errors import GhostqError
+from ghostq.core.atomic import atomic_write_json
+from ghostq.core.compress_config import CompressConfig
+from ghostq.core.config import Config, config_hash
+from ghostq.core.errors import GhostqError
 
 SECTIONS = ["run", "data", "model", "train", "loss", "eval"]
 
@@ -96,7 +96,7 @@ def compress(cfg: Config, ccfg: CompressConfig | None = None, *, force: bool = F
     import os
     from contextlib import nullcontext
 
-    from ghostq.runs import RunDir
+    from ghostq.core.runs import RunDir
 
     main = os.environ.get("RANK", "0") == "0"  # under torchrun only rank 0 writes, so only it locks
     with RunDir(cfg.run_dir).lock("ghostq compress") if main else nullcontext():
@@ -109,12 +109,12 @@ def _compress(cfg: Config, ccfg: CompressConfig | None = None, *, force: bool = 
     from ghostq.compress.cost import model_cost
     from ghostq.compress.ptq import calibrate
     from ghostq.compress.qat import fp_step_seconds, train_quantized
+    from ghostq.core.runs import RunDir
     from ghostq.detect.checkpoint import load_detector, save_checkpoint
     from ghostq.detect.data.prepare import prepare_data
     from ghostq.detect.distributed import init_distributed
     from ghostq.detect.inference import evaluate_detector, make_eval_loader
     from ghostq.detect.train import pick_device
-    from ghostq.runs import RunDir
 
     ccfg = compress_config_of(cfg, ccfg)
     device = pick_device(cfg.train.device)

@@ -16,9 +16,11 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
-from ghostq.compress.config import CompressConfig
 from ghostq.compress.distill import FeatureTap, OSTLoss, distill_layer_names, feature_channels, per_image_loss
-from ghostq.config import Config
+from ghostq.core.compress_config import CompressConfig
+from ghostq.core.config import Config
+from ghostq.core.errors import GhostqError
+from ghostq.core.progress import LoopProgress
 from ghostq.detect.data.prepare import DataSplits
 from ghostq.detect.data.torch_dataset import DetectionDataset, collate_detection
 from ghostq.detect.distributed import DistInfo, all_reduce_mean, broadcast_buffers
@@ -26,8 +28,6 @@ from ghostq.detect.ema import ModelEMA
 from ghostq.detect.inference import evaluate_detector, make_eval_loader
 from ghostq.detect.losses.robust import logit_clip_from_config
 from ghostq.detect.train import augment_from_config, build_loss_from_config, lr_factor
-from ghostq.errors import GhostqError
-from ghostq.progress import LoopProgress
 
 
 @dataclass

@@ -13,7 +13,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ghostq.errors import GhostqError
+from ghostq.core.errors import GhostqError
 
 SPEC_VERSION = 1
 METADATA_KEY = "ghostq.spec"
@@ -165,4 +165,20 @@ def _decode(d: Any) -> DecodeSpec:
     return DecodeSpec(
         conf, iou, _positive_int(d.get("max_det", MAX_DET), "decode.max_det"),
         _positive_int(d.get("pre_nms_topk", PRE_NMS_TOPK), "decode.pre_nms_topk"),
+    )
+
+
+def spec_from_config(cfg: Any, classes: tuple[str, ...] | list[str]) -> ModelSpec:
+    """The spec of the model a config (`ghostq.core.config.Config`) describes, for the given class names."""
+    clip = cfg.loss.logit_clip
+    return ModelSpec(
+        classes=tuple(classes),
+        img_size=cfg.data.img_size,
+        in_channels=cfg.data.in_channels,
+        backbone=cfg.model.backbone,
+        strides=tuple(cfg.model.strides),
+        head=cfg.model.head,
+        act=cfg.model.act,
+        logit_clip=None if clip is None else LogitClipSpec(clip.bound, clip.p_for(cfg.model.head), clip.mode),
+        decode=DecodeSpec(cfg.eval.score_threshold, cfg.eval.iou_threshold, cfg.eval.max_det),
     )

@@ -25,10 +25,10 @@ from typing import Any
 
 import numpy as np
 
+from ghostq.core.errors import GhostqError
 from ghostq.deploy.jetson import TegrastatsMonitor, is_jetson, summarize
 from ghostq.deploy.machine import machine_info, memory_mb
 from ghostq.deploy.runtimes import Runtime, cpu_threads_default, default_backend, load_runtime
-from ghostq.errors import GhostqError
 
 PERCENTILES = (50, 90, 95, 99)
 
@@ -275,7 +275,7 @@ def plot_latency(result: dict[str, Any], path: str | Path) -> Path:
         import matplotlib.pyplot as plt
     except ImportError:
         raise GhostqError("plots need matplotlib (pip install matplotlib)") from None
-    from ghostq.atomic import atomic_path
+    from ghostq.core.atomic import atomic_path
 
     series: list[tuple[str, list[float]]] = []
     for b, e in result["batches"].items():

@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 
+from ghostq.core.errors import GhostqError
 from ghostq.deploy.postprocess import DecodeSettings
 from ghostq.deploy.runtimes import ORT_PROVIDERS, Runtime, first_line, model_info
-from ghostq.errors import GhostqError
 
 INPUT_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}  # ONNX Runtime type -> what is fed
 

@@ -1,7 +1,7 @@
 """Tiled prediction with a deployed runtime (ONNX Runtime, TensorRT engine), numpy only.
 
 The same procedure as the PyTorch path (:mod:`ghostq.detect.predict`), sharing its torch-free parts
-(:mod:`ghostq.detect.tiled`): DOTA_devkit tile windows, per-tile training letterbox, detections shifted back to
+(:mod:`ghostq.core.tiling`): DOTA_devkit tile windows, per-tile training letterbox, detections shifted back to
 image pixels, class-wise NMS across tiles where an uncut box ranks before a cut piece, cut pieces covered by an
 uncut same-class box dropped; a PNG with boxes per image, COCO-results json and DOTA Task2 files.
 """
@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
+from ghostq.core.tiling import list_images, merge_tiles, predict_files, prediction_windows, to_image_frame
 from ghostq.deploy.preprocess import preprocess
 from ghostq.deploy.runtimes import Runtime
-from ghostq.detect.tiled import list_images, merge_tiles, predict_files, prediction_windows, to_image_frame
 
 __all__ = ["detect_image", "list_images", "predict_paths"]
 

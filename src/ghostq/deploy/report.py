@@ -11,8 +11,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ghostq.atomic import atomic_path, atomic_write_text
-from ghostq.writable import require_writable_file
+from ghostq.core.atomic import atomic_path, atomic_write_text
+from ghostq.core.writable import require_writable_file
 
 TRT_MISSING = "not measured (TensorRT absent)"
 TRT_NOTE = ("TensorRT: not installed on this machine (it needs an NVIDIA GPU), so no engine was built or timed here; "

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from ghostq.core.errors import GhostqError
 from ghostq.deploy.postprocess import (
     FLAT_NMS_OUTPUTS,
     NMS_OUTPUTS,
@@ -36,7 +37,6 @@ from ghostq.deploy.postprocess import (
     Detections,
     decode_outputs,
 )
-from ghostq.errors import GhostqError
 
 BACKENDS = ("ort-cpu", "ort-cuda", "ort-trt", "trt", "torch")
 ONNX_SUFFIXES = (".onnx",)

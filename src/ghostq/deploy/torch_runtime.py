@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from ghostq.core.errors import GhostqError
 from ghostq.deploy.postprocess import DecodeSettings
 from ghostq.deploy.runtimes import ModelInfo, Runtime
-from ghostq.errors import GhostqError
 
 
 class TorchRuntime(Runtime):
@@ -42,7 +42,7 @@ class TorchRuntime(Runtime):
                 "run the exported .onnx / engine instead"
             ) from None
 
-        from ghostq.config import Config
+        from ghostq.core.config import Config
         from ghostq.detect.checkpoint import load_detector
         from ghostq.detect.losses.robust import logit_clip_from_config
         from ghostq.export.fused_head import FusedHeadExport

@@ -26,9 +26,9 @@ from typing import Any
 
 import numpy as np
 
+from ghostq.core.errors import GhostqError
 from ghostq.deploy.postprocess import DecodeSettings
 from ghostq.deploy.runtimes import Runtime, model_info, sidecar_meta
-from ghostq.errors import GhostqError
 
 _H2D, _D2H = 1, 2  # cudaMemcpyKind
 

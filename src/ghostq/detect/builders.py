@@ -7,9 +7,9 @@ import math
 import torch
 from torch import nn
 
-from ghostq.config import Config
+from ghostq.core.config import Config
+from ghostq.core.errors import GhostqError
 from ghostq.detect.data.transforms import AugmentConfig
-from ghostq.errors import GhostqError
 
 
 def build_model_from_config(cfg: Config, num_classes: int) -> nn.Module:

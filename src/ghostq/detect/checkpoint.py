@@ -16,8 +16,8 @@ from typing import Any
 
 import torch
 
-from ghostq.atomic import atomic_path
-from ghostq.errors import GhostqError
+from ghostq.core.atomic import atomic_path
+from ghostq.core.errors import GhostqError
 
 REQUIRED = ("model", "config", "classes")
 RESUME_KEYS = ("epoch", "optimizer", "scheduler", "scaler", "rng", "best_map50", "history")
@@ -98,7 +98,7 @@ def validate_checkpoint(path: str | Path, payload: Any) -> dict[str, Any]:
     """Check a loaded payload is a ghostq checkpoint: state dict, valid config, class names, finite weights."""
     from pydantic import ValidationError
 
-    from ghostq.config import Config, format_validation_error
+    from ghostq.core.config import Config, format_validation_error
     from ghostq.detect.models.registry import list_backbones
 
     if not isinstance(payload, dict):
@@ -220,7 +220,7 @@ def load_state_checked(
 
 def load_detector(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict]:
     """Rebuild the detector stored in a checkpoint (weights from `model`, architecture from `config`)."""
-    from ghostq.config import Config
+    from ghostq.core.config import Config
     from ghostq.detect.builders import build_model_from_config
 
     payload = load_checkpoint(path, map_location)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ghostq.atomic import atomic_path
+from ghostq.core.atomic import atomic_path
 
 
 def plot_training_curves(history: list[dict[str, Any]], path: str | Path) -> Path:

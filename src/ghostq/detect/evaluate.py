@@ -29,9 +29,9 @@ from typing import Any
 
 import numpy as np
 
+from ghostq.core.errors import DataFormatError, GhostqError
 from ghostq.detect.data.reading import load_json_file, shown
 from ghostq.detect.voc_ap import class_ap
-from ghostq.errors import DataFormatError, GhostqError
 
 METRICS = ("coco", "voc07", "voc12")
 _GT_SOURCE = "<ground truth>"

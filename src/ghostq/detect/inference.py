@@ -8,8 +8,8 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from ghostq.config import EvalConfig
-from ghostq.detect.data.records import ImageRecord
+from ghostq.core.config import EvalConfig
+from ghostq.core.records import ImageRecord
 from ghostq.detect.data.torch_dataset import DetectionDataset, collate_detection
 from ghostq.detect.postprocess import postprocess, scale_boxes_to_original
 from ghostq.detect.predict import ImageDetections, coco_results

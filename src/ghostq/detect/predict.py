@@ -2,7 +2,7 @@
 
 The torch part only: per tile, letterbox, forward, decode and NMS (:func:`ghostq.detect.postprocess.postprocess`).
 Tile windows, the merge across tiles (class-wise NMS, the cut-piece rule) and the result files are torch-free
-and live in :mod:`ghostq.detect.tiled`, shared with the deployed runtimes (:mod:`ghostq.deploy.predict`).
+and live in :mod:`ghostq.core.tiling`, shared with the deployed runtimes (:mod:`ghostq.deploy.predict`).
 """
 
 from __future__ import annotations
@@ -13,11 +13,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from ghostq.config import EvalConfig
+from ghostq.core.config import EvalConfig
 from ghostq.core.letterbox import Sample, letterbox
-from ghostq.detect.losses.robust import LogitClip
-from ghostq.detect.postprocess import postprocess
-from ghostq.detect.tiled import (  # noqa: F401  (re-exported: the names callers know from here)
+from ghostq.core.tiling import (  # noqa: F401  (re-exported: the names callers know from here)
     IMAGE_SUFFIXES,
     ImageDetections,
     coco_results,
@@ -29,6 +27,8 @@ from ghostq.detect.tiled import (  # noqa: F401  (re-exported: the names callers
     to_image_frame,
     write_dota_results,
 )
+from ghostq.detect.losses.robust import LogitClip
+from ghostq.detect.postprocess import postprocess
 
 
 @torch.no_grad()

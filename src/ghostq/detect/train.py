@@ -19,7 +19,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from ghostq.config import Config, config_hash
+from ghostq.core.config import Config, config_hash
+from ghostq.core.errors import GhostqError
+from ghostq.core.runs import RunDir, config_changes
 from ghostq.detect.builders import (  # noqa: F401  (re-exported: the training API in one place)
     augment_from_config,
     build_loss_from_config,
@@ -31,8 +33,6 @@ from ghostq.detect.builders import (  # noqa: F401  (re-exported: the training A
 from ghostq.detect.data.prepare import data_fingerprint, prepare_data
 from ghostq.detect.distributed import init_distributed
 from ghostq.detect.trainer import Trainer
-from ghostq.errors import GhostqError
-from ghostq.runs import RunDir, config_changes
 
 TRAIN_SECTIONS = ["run", "data", "model", "train", "loss"]
 # What --resume honours when it differs from fp/last.pt: the loop runs to the new epoch count (the schedule is

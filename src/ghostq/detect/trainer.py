@@ -10,8 +10,11 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
-from ghostq.atomic import atomic_write_json
-from ghostq.config import Config
+from ghostq.core.atomic import atomic_write_json
+from ghostq.core.config import Config
+from ghostq.core.errors import GhostqError
+from ghostq.core.progress import LoopProgress
+from ghostq.core.runs import RunDir
 from ghostq.detect.builders import (
     augment_from_config,
     build_loss_from_config,
@@ -26,9 +29,6 @@ from ghostq.detect.distributed import DistInfo, all_reduce_mean, broadcast_buffe
 from ghostq.detect.ema import ModelEMA
 from ghostq.detect.inference import evaluate_detector, make_eval_loader
 from ghostq.detect.losses.robust import logit_clip_from_config
-from ghostq.errors import GhostqError
-from ghostq.progress import LoopProgress
-from ghostq.runs import RunDir
 
 
 class Trainer:

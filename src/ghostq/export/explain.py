@@ -14,7 +14,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from ghostq.errors import GhostqError
+from ghostq.core.errors import GhostqError
 
 _INT8 = {2, 3}  # onnx.TensorProto.UINT8, INT8
 _INT32 = 6

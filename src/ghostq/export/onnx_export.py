@@ -38,7 +38,7 @@ import onnx
 import torch
 from torch import nn
 
-from ghostq.atomic import atomic_write_bytes
+from ghostq.core.atomic import atomic_write_bytes
 from ghostq.detect.losses.robust import LogitClip
 from ghostq.export.fused_head import FusedHeadExport
 

@@ -26,10 +26,10 @@ from typing import Any
 
 import numpy as np
 
-from ghostq.atomic import atomic_write_bytes, atomic_write_json
-from ghostq.config import Config, config_hash
-from ghostq.errors import GhostqError
-from ghostq.export.config import ExportConfig
+from ghostq.core.atomic import atomic_write_bytes, atomic_write_json
+from ghostq.core.config import Config, config_hash
+from ghostq.core.errors import GhostqError
+from ghostq.core.export_config import ExportConfig
 
 SECTIONS = ["run", "data", "model", "loss", "eval"]
 
@@ -54,14 +54,14 @@ def run_export(
     cfg: Config, ecfg: ExportConfig | None = None, *, nms: str | None = None, force: bool = False
 ) -> ExportResult:
     """Run the export stage of ``cfg``; ``nms`` ("onnx" / "trt") overrides ``export.nms.kind``."""
-    from ghostq.runs import RunDir
+    from ghostq.core.runs import RunDir
 
     with RunDir(cfg.run_dir).lock("ghostq export"):
         return _run_export(cfg, export_config_of(cfg, ecfg), nms, force)
 
 
 def _run_export(cfg: Config, ecfg: ExportConfig, nms: str | None, force: bool) -> ExportResult:
-    from ghostq.runs import RunDir
+    from ghostq.core.runs import RunDir
 
     if nms is not None:
         ecfg = ecfg.model_copy(update={"nms": ecfg.nms.model_copy(update={"kind": nms})})

@@ -38,7 +38,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from ghostq.errors import GhostqError
+from ghostq.core.errors import GhostqError
 
 RULES = (
     "clip-between-q-dq",

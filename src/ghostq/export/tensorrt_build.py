@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ghostq.atomic import atomic_write_bytes, atomic_write_text
-from ghostq.errors import GhostqError
+from ghostq.core.atomic import atomic_write_bytes, atomic_write_text
+from ghostq.core.errors import GhostqError
 
 INSTALL_HINT = (
     "TensorRT is not installed: `pip install tensorrt` (x86-64 with an NVIDIA GPU) or JetPack's "

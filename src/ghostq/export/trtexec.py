@@ -15,7 +15,7 @@ import shlex
 from collections.abc import Sequence
 from pathlib import Path
 
-from ghostq.atomic import atomic_write_text
+from ghostq.core.atomic import atomic_write_text
 
 PRECISIONS = ("fp32", "fp16", "int8")
 MAJORS = (10, 11)

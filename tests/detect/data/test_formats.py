@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from ghostq.core.errors import DataFormatError, GhostqError
 from ghostq.detect.data import classes as C
 from ghostq.detect.data.formats import FORMATS, LOADERS, load_dataset
 from ghostq.detect.data.formats.dota_writer import write_dota_labels
-from ghostq.errors import DataFormatError, GhostqError
 
 
 def _image(path: Path, size: tuple[int, int] = (64, 48)) -> Path:

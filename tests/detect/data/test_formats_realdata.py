@@ -21,11 +21,11 @@ from typer.testing import CliRunner
 
 import ghostq.cli  # noqa: F401  (registers the commands)
 from ghostq.cli.app import app
+from ghostq.core.errors import GhostqError
 from ghostq.detect.data.formats import load_dataset
 from ghostq.detect.data.formats.dota import parse_dota_text
 from ghostq.detect.data.formats.nwpu import parse_nwpu_text
 from ghostq.detect.data.formats.vedai import parse_vedai_text
-from ghostq.errors import GhostqError
 
 pytestmark = pytest.mark.realdata
 

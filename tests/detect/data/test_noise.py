@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ghostq.core.errors import DataFormatError, GhostqError
 from ghostq.detect.data.classes import SYNTHETIC
 from ghostq.detect.data.noise import KINDS, add_label_noise, load_coco, similar_map
-from ghostq.errors import DataFormatError, GhostqError
 
 
 def make_coco(n: int = 400, names: tuple[str, ...] = SYNTHETIC, seed: int = 0, crowd_every: int = 0) -> dict:

@@ -15,6 +15,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from ghostq.core.errors import DataFormatError
 from ghostq.detect.data.classes import DIOR, DOTA_V15, VEDAI, VEDAI_CODES
 from ghostq.detect.data.formats import Issues
 from ghostq.detect.data.formats.coco import parse_coco_dict
@@ -22,7 +23,6 @@ from ghostq.detect.data.formats.dior import parse_dior_xml
 from ghostq.detect.data.formats.dota import parse_dota_text
 from ghostq.detect.data.formats.nwpu import parse_nwpu_text
 from ghostq.detect.data.formats.vedai import parse_vedai_text
-from ghostq.errors import DataFormatError
 
 SETTINGS = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 PATH = Path("/data/set/ann 01.txt")

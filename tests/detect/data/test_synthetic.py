@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ghostq.core.errors import GhostqError
 from ghostq.detect.data.classes import SYNTHETIC
 from ghostq.detect.data.synthetic import (
     MARKER,
@@ -17,7 +18,6 @@ from ghostq.detect.data.synthetic import (
     load_synthetic,
     render_scene,
 )
-from ghostq.errors import GhostqError
 
 SMALL, LARGE, PLANE, SHIP, TANK = range(5)
 

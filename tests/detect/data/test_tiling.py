@@ -11,7 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from ghostq.detect.data.records import Dataset, ImageRecord
+from ghostq.core.errors import GhostqError
+from ghostq.core.records import Dataset, ImageRecord
 from ghostq.detect.data.tiling import (
     clip_polygon,
     polygon_area,
@@ -21,7 +22,6 @@ from ghostq.detect.data.tiling import (
     tile_objects,
     tile_windows,
 )
-from ghostq.errors import GhostqError
 
 
 def devkit_windows(width: int, height: int, subsize: int, gap: int) -> list[tuple[int, int]]:

@@ -10,12 +10,12 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from ghostq.detect.data.image_io import load_image, load_ir, load_record_image
-from ghostq.detect.data.records import ImageRecord
+from ghostq.core.errors import DataFormatError, GhostqError
+from ghostq.core.image_io import load_image, load_ir, load_record_image
+from ghostq.core.records import ImageRecord
 from ghostq.detect.data.torch_dataset import DetectionDataset, collate_detection
 from ghostq.detect.data.transforms import AugmentConfig, unletterbox_boxes
 from ghostq.detect.models.output import Targets
-from ghostq.errors import DataFormatError, GhostqError
 
 GROUND_RGB, GROUND_IR = 20, 5
 ALL_ON = AugmentConfig(mosaic_prob=1.0, hflip_prob=0.5, vflip_prob=0.5, rot90_prob=1.0, hsv_prob=1.0)

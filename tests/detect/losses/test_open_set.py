@@ -10,7 +10,9 @@ import pytest
 import torch
 from PIL import Image
 
-from ghostq.config import load_config
+from ghostq.core.config import load_config
+from ghostq.core.errors import GhostqError
+from ghostq.core.records import ImageRecord
 from ghostq.detect.data.open_set_paste import (
     OPEN_SET_LABEL,
     OpenSetPasteDataset,
@@ -19,12 +21,10 @@ from ghostq.detect.data.open_set_paste import (
     paste_patches,
     synthetic_patches,
 )
-from ghostq.detect.data.records import ImageRecord
 from ghostq.detect.data.torch_dataset import DetectionDataset
 from ghostq.detect.losses import Assignment, DetectionLoss
 from ghostq.detect.losses.open_set import OpenSetHook, OpenSetLabeler, complementary_prior
 from ghostq.detect.models.output import DetectorOutput, Targets
-from ghostq.errors import GhostqError
 
 REPO = Path(__file__).resolve().parents[3]
 CHI2_999 = {4: 18.467, 2: 13.816}  # chi-square quantile 0.999 by degrees of freedom

@@ -197,7 +197,7 @@ def test_training_step_through_detection_loss(head: str, cls_loss: str) -> None:
 
 # ----------------------------------------------------------------------------------------------- config
 def _cfg(**loss: object) -> object:
-    from ghostq.config import Config
+    from ghostq.core.config import Config
 
     head = loss.pop("head", "sigmoid")
     return Config.model_validate({"model": {"head": head}, "loss": loss})
@@ -241,8 +241,8 @@ def test_config_accepts_the_robust_keys_and_builds_the_loss() -> None:
     ],
 )
 def test_config_rejects_bad_robust_settings(loss: dict, message: str) -> None:
-    from ghostq.config import Config, validate_sections
-    from ghostq.errors import ConfigError
+    from ghostq.core.config import Config, validate_sections
+    from ghostq.core.errors import ConfigError
 
     head = loss.pop("head", "sigmoid")
     with pytest.raises(ConfigError, match=message):

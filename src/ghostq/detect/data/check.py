@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from ghostq.core.records import ImageRecord
 from ghostq.detect.data.formats import Entry, Issues, Problem, load_annotated
-from ghostq.detect.data.records import ImageRecord
 
 __all__ = ["Problem", "check_dataset", "summarize"]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ghostq.atomic import atomic_write_json
-from ghostq.detect.data.records import Dataset
+from ghostq.core.atomic import atomic_write_json
+from ghostq.core.records import Dataset
 
 
 def dataset_to_coco(ds: Dataset) -> dict[str, Any]:

@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from ghostq.core.errors import DataFormatError, GhostqError
 from ghostq.detect.data.reading import MAX_JSON_BYTES, load_json_file, shown
-from ghostq.errors import DataFormatError, GhostqError
 
 _MAX_FLOAT = 1e150  # box values beyond this are no pixels; it keeps jittered edges and w * h finite
 

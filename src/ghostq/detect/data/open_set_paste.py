@@ -25,9 +25,9 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from ghostq.core.errors import GhostqError
 from ghostq.detect.data.torch_dataset import DetectionDataset, collate_detection
 from ghostq.detect.models.output import Targets
-from ghostq.errors import GhostqError
 
 OPEN_SET_LABEL = -1  # label of a pasted open-set box in dataset items (before collation)
 CLUTTER_KINDS = ("rock", "shed", "blob", "containers")

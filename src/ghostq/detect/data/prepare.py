@@ -10,10 +10,10 @@ from typing import Any
 
 import numpy as np
 
-from ghostq.config import Config
+from ghostq.core.config import Config
+from ghostq.core.errors import GhostqError
+from ghostq.core.records import Dataset, ImageRecord
 from ghostq.detect.data.coco_json import dataset_to_coco
-from ghostq.detect.data.records import Dataset, ImageRecord
-from ghostq.errors import GhostqError
 
 
 @dataclass

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ghostq.errors import DataFormatError
+from ghostq.core.errors import DataFormatError
 
 MAX_ANNOTATION_BYTES = 64 * 2**20  # one image's label file (text or XML); real ones are a few kB
 MAX_JSON_BYTES = 2 * 2**30  # a COCO / detections json (COCO train2017 is 450 MB)

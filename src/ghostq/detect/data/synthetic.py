@@ -42,13 +42,13 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from ghostq.atomic import atomic_write_bytes, atomic_write_json
+from ghostq.core.atomic import atomic_write_bytes, atomic_write_json
+from ghostq.core.errors import GhostqError
+from ghostq.core.records import Dataset, ImageRecord
 from ghostq.detect.data.classes import SYNTHETIC
 from ghostq.detect.data.coco_json import dataset_to_coco
 from ghostq.detect.data.formats.dota_writer import write_dota_labels
-from ghostq.detect.data.records import Dataset, ImageRecord
 from ghostq.detect.data.synthetic_layout import THEMES, SyntheticImage, render_scene  # noqa: F401 (re-exported)
-from ghostq.errors import GhostqError
 
 GENERATOR_VERSION = 1  # bump when the pixels or labels for a given seed change
 MARKER = "synthetic.json"
@@ -161,7 +161,7 @@ def ensure_synthetic(
 ) -> Dataset:
     """The set at `out`, generated on first use: reused when a complete set with the same parameters and
     generator version is there (a cheap check of the marker and the files), else (re)generated, showing its
-    progress (``ghostq.progress``) unless `progress` is given."""
+    progress (``ghostq.core.progress``) unless `progress` is given."""
     params = synthetic_params(images, size, seed, ir, val_frac)
     root = Path(out)
     try:
@@ -178,7 +178,7 @@ def ensure_synthetic(
     ):
         return load_synthetic(root)
     if progress is None:  # generated on first use (inside training): show it, a bar or lines in a log
-        from ghostq.progress import count_progress
+        from ghostq.core.progress import count_progress
 
         with count_progress(f"synth {root.name}", images) as shown:
             return generate_synthetic(root, images, size, seed, ir, val_frac, progress=shown)

@@ -30,30 +30,15 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ghostq.atomic import atomic_write_bytes, atomic_write_json
+from ghostq.core.atomic import atomic_write_bytes, atomic_write_json
+from ghostq.core.errors import DataFormatError, GhostqError
+from ghostq.core.records import Dataset, ImageRecord
+from ghostq.core.tiling import tile_windows
 from ghostq.detect.data.coco_json import write_coco_json
 from ghostq.detect.data.formats.dota_writer import write_dota_labels
-from ghostq.detect.data.records import Dataset, ImageRecord
-from ghostq.errors import DataFormatError, GhostqError
 
 MARKER = "tiles.json"
 Window = tuple[int, int, int, int]
-
-
-def tile_windows(width: int, height: int, tile: int = 1024, overlap: int = 200) -> list[Window]:
-    """Windows (x0, y0, x1, y1), x1/y1 exclusive, covering the image; x outer loop like DOTA_devkit."""
-    if tile <= 0 or not 0 <= overlap < tile:
-        raise GhostqError(f"tiling: need tile > 0 and 0 <= overlap < tile, got tile={tile} overlap={overlap}")
-    if width <= 0 or height <= 0:
-        raise GhostqError(f"tiling: image size must be positive, got {width}x{height}")
-    xs, ys = _starts(width, tile, tile - overlap), _starts(height, tile, tile - overlap)
-    return [(x, y, min(x + tile, width), min(y + tile, height)) for x in xs for y in ys]
-
-
-def _starts(length: int, tile: int, stride: int) -> list[int]:
-    if length <= tile:
-        return [0]
-    return [*range(0, length - tile, stride), length - tile]
 
 
 def polygon_area(pts: np.ndarray) -> float:

@@ -36,8 +36,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ghostq.detect.data.image_io import load_record_image
-from ghostq.detect.data.records import ImageRecord
+from ghostq.core.errors import DataFormatError, GhostqError
+from ghostq.core.image_io import load_record_image
+from ghostq.core.records import ImageRecord
 from ghostq.detect.data.transforms import (
     AugmentConfig,
     Sample,
@@ -49,7 +50,6 @@ from ghostq.detect.data.transforms import (
     rescale,
 )
 from ghostq.detect.models.output import Targets
-from ghostq.errors import DataFormatError, GhostqError
 
 __all__ = ["DEFAULT_CACHE_BYTES", "DetectionDataset", "collate_detection"]
 

@@ -278,7 +278,7 @@ def clipped_class_scores(logits: torch.Tensor, head: str, clip: LogitClip | None
     return clip.rescale_scores(scores, head, logits.shape[-1]) if clip is not None else scores
 
 
-def logit_clip_from_config(cfg, head: str) -> LogitClip | None:  # noqa: ANN001 - a ghostq.config.Config
+def logit_clip_from_config(cfg, head: str) -> LogitClip | None:  # noqa: ANN001 - a ghostq.core.config.Config
     """The LogitClip the model was trained with (``loss.logit_clip``), or None.
 
     Inference applies it too (torch evaluation, predict and the exported head alike,

@@ -28,9 +28,9 @@ from typing import Any, Literal
 import numpy as np
 from PIL import Image
 
+from ghostq.core.errors import DataFormatError, GhostqError
+from ghostq.core.records import Dataset, ImageRecord
 from ghostq.detect.data.reading import MAX_ANNOTATION_BYTES, read_limited, shown
-from ghostq.detect.data.records import Dataset, ImageRecord
-from ghostq.errors import DataFormatError, GhostqError
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")  # lookup order when several share a stem
 MAX_LISTED = 5  # missing files named in an error message before "(and N more)"

@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ghostq.core.errors import DataFormatError
 from ghostq.detect.data.formats import MAX_COORD, Entry, Issues, LineError, ParsedObject, Scan, list_paths
 from ghostq.detect.data.reading import MAX_JSON_BYTES, load_json_file, shown
-from ghostq.errors import DataFormatError
 
 LAYOUT = "a COCO json file (or a folder with one *.json) and its images"
 

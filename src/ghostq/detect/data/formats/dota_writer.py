@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ghostq.atomic import atomic_write_text
+from ghostq.core.atomic import atomic_write_text
 
 
 def format_dota_labels(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ghostq.core.errors import GhostqError
 from ghostq.detect.data.classes import VEDAI, VEDAI_CODES
 from ghostq.detect.data.formats import (
     Entry,
@@ -26,7 +27,6 @@ from ghostq.detect.data.formats import (
     read_text,
     split_fields,
 )
-from ghostq.errors import GhostqError
 
 RESOLUTIONS = (512, 1024)
 NUM_FIELDS = 14

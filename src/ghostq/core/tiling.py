@@ -26,9 +26,10 @@ from typing import Any
 
 import numpy as np
 
-from ghostq.atomic import atomic_path, atomic_write_json
+from ghostq.core.atomic import atomic_path, atomic_write_json
+from ghostq.core.errors import GhostqError
+from ghostq.core.image_io import load_image, load_ir
 from ghostq.core.nms import batched_nms
-from ghostq.errors import GhostqError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 EDGE_MARGIN = 2.0  # px: a box this close to an interior tile edge counts as cut by it
@@ -53,6 +54,23 @@ class ImageDetections:
     def rows(self) -> Iterator[tuple[list[float], float, int]]:
         """(xyxy, score, class id) per detection."""
         return zip(self.boxes.tolist(), self.scores.tolist(), self.labels.astype(int).tolist(), strict=True)
+
+
+
+def tile_windows(width: int, height: int, tile: int = 1024, overlap: int = 200) -> list[Window]:
+    """Windows (x0, y0, x1, y1), x1/y1 exclusive, covering the image; x outer loop like DOTA_devkit."""
+    if tile <= 0 or not 0 <= overlap < tile:
+        raise GhostqError(f"tiling: need tile > 0 and 0 <= overlap < tile, got tile={tile} overlap={overlap}")
+    if width <= 0 or height <= 0:
+        raise GhostqError(f"tiling: image size must be positive, got {width}x{height}")
+    xs, ys = _starts(width, tile, tile - overlap), _starts(height, tile, tile - overlap)
+    return [(x, y, min(x + tile, width), min(y + tile, height)) for x in xs for y in ys]
+
+
+def _starts(length: int, tile: int, stride: int) -> list[int]:
+    if length <= tile:
+        return [0]
+    return [*range(0, length - tile, stride), length - tile]
 
 
 def list_images(inputs: Iterable[str | Path]) -> list[Path]:
@@ -123,7 +141,6 @@ def find_ir(path: Path) -> Path:
 
 def load_input_image(path: Path, in_channels: int) -> np.ndarray:
     """H x W x in_channels uint8: RGB, or RGB + the infrared image found beside it (:func:`find_ir`)."""
-    from ghostq.detect.data.image_io import load_image, load_ir
 
     image = load_image(path)
     if in_channels == 4:
@@ -142,7 +159,6 @@ def prediction_windows(width: int, height: int, tile: int | None, overlap: int) 
     """Tile windows (x0, y0, x1, y1) of an image; one window (the whole image) without tiling or when it fits."""
     if tile is None or (width <= tile and height <= tile):
         return [(0, 0, width, height)]
-    from ghostq.detect.data.tiling import tile_windows
 
     return [tuple(int(v) for v in w) for w in tile_windows(width, height, tile, overlap)]
 

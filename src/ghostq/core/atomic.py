@@ -2,7 +2,7 @@
 
 A crash or a bad input mid-write never leaves a half-written artifact and never destroys the previous one.
 The file gets the mode an ordinary `open(..., "w")` would give (0666 & ~umask), not mkstemp's 0600. A process
-killed mid-write leaves its temporary (`.NAME.*.tmp*`); `ghostq.runs` removes those in a run folder it locks.
+killed mid-write leaves its temporary (`.NAME.*.tmp*`); `ghostq.core.runs` removes those in a run folder it locks.
 """
 
 from __future__ import annotations

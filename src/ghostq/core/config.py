@@ -15,9 +15,9 @@ from typing import Annotated, Any, Literal, get_args, get_origin
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ghostq.compress.config import CompressConfig
-from ghostq.errors import ConfigError
-from ghostq.export.config import ExportConfig
+from ghostq.core.compress_config import CompressConfig
+from ghostq.core.errors import ConfigError
+from ghostq.core.export_config import ExportConfig
 
 
 class Section(BaseModel):

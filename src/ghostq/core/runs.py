@@ -2,7 +2,7 @@
 
 manifest.json maps each stage to its status, start/finish times, config hash, the sha256 of its inputs and
 artifacts, and the package versions that produced it. A stage whose config hash and inputs are unchanged and
-whose artifacts are intact is skipped unless forced. Every write is atomic (ghostq.atomic).
+whose artifacts are intact is skipped unless forced. Every write is atomic (ghostq.core.atomic).
 
 One writer at a time: every command that writes into a run folder holds an OS lock on `<run>/.lock` (released by
 the OS when the process ends, even on a crash); a second writer fails at once naming the holder. The holder first
@@ -28,9 +28,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from ghostq.atomic import TEMP_GLOB, atomic_write_json, atomic_write_text
-from ghostq.errors import GhostqError
-from ghostq.writable import require_writable_dir
+from ghostq.core.atomic import TEMP_GLOB, atomic_write_json, atomic_write_text
+from ghostq.core.errors import GhostqError
+from ghostq.core.writable import require_writable_dir
 
 try:
     import fcntl

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ghostq.detect.data.records import ImageRecord
-from ghostq.errors import DataFormatError
+from ghostq.core.errors import DataFormatError
+from ghostq.core.records import ImageRecord
 
 __all__ = ["load_image", "load_ir", "load_record_image"]
 

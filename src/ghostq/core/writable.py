@@ -10,7 +10,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from ghostq.errors import GhostqError
+from ghostq.core.errors import GhostqError
 
 
 def require_writable_dir(path: str | Path, what: str = "output folder") -> Path:

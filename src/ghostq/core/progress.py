@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from types import TracebackType
 from typing import Any
 
-from ghostq.errors import GhostqError
+from ghostq.core.errors import GhostqError
 
 STYLES = ("bar", "lines", "off")
 DEFAULT_EVERY = 50
