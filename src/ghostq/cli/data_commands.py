@@ -16,17 +16,17 @@ from ghostq.core.records import Dataset
 from ghostq.core.writable import require_writable_file
 from ghostq.detect.data.check import DEFAULT_TOLERANCE, check_dataset, summarize
 from ghostq.detect.data.coco_json import write_coco_json
-from ghostq.detect.data.formats import ANNOTATIONS_ONLY_FORMATS, FORMATS, load_dataset
+from ghostq.detect.data.formats import annotations_only_formats, format_names, load_dataset
 
 # typer shows the values as the allowed choices (`dior-r` is a value, not a Python name).
-DataFormat = Enum("DataFormat", {f.replace("-", "_"): f for f in FORMATS}, type=str)  # type: ignore[misc]
+DataFormat = Enum("DataFormat", {f.replace("-", "_"): f for f in format_names()}, type=str)  # type: ignore[misc]
 
 _FORMAT = typer.Option(..., "--format", "-f", help="dataset format", case_sensitive=False)
 _ROOT = typer.Option(..., "--root", help="dataset folder (coco: the json file or its folder)")
 _ANN_ONLY = typer.Option(
     False,
     "--annotations-only",
-    help=f"keep images absent locally when the annotations state their size ({', '.join(ANNOTATIONS_ONLY_FORMATS)})",
+    help=f"keep images absent locally when the annotations state their size ({', '.join(annotations_only_formats())})",
 )
 _RESOLUTION = typer.Option(
     None, "--resolution", help="VEDAI only: 512 or 1024 (default: what exists, 512 first)"
@@ -39,9 +39,10 @@ def _options(
 ) -> dict[str, Any]:
     """Loader options from the format-specific flags; a flag given for a format it does not apply to is refused."""
     options: dict[str, Any] = {}
-    if annotations_only and fmt not in ANNOTATIONS_ONLY_FORMATS:
+    sized = annotations_only_formats()
+    if annotations_only and fmt not in sized:
         raise GhostqError(
-            f"--annotations-only works for {', '.join(ANNOTATIONS_ONLY_FORMATS)} only (their annotations state "
+            f"--annotations-only works for {', '.join(sized)} only (their annotations state "
             f"each image's size); {fmt} files do not, so its images are needed"
         )
     if resolution is not None:

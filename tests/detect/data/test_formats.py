@@ -11,8 +11,9 @@ from PIL import Image
 
 from ghostq.core.errors import DataFormatError, GhostqError
 from ghostq.detect.data import classes as C
-from ghostq.detect.data.formats import FORMATS, LOADERS, load_dataset
+from ghostq.detect.data.formats import format_names, load_dataset
 from ghostq.detect.data.formats.dota_writer import write_dota_labels
+from ghostq.detect.data.formats.registry import formats, register_format
 
 
 def _image(path: Path, size: tuple[int, int] = (64, 48)) -> Path:
@@ -28,14 +29,33 @@ def _write(path: Path, text: str, newline: str = "\n") -> Path:
 
 
 def test_registry_has_one_loader_per_format():
-    assert set(FORMATS) == {"dota", "dior", "dior-r", "nwpu", "vedai", "coco"}
-    assert all(callable(LOADERS[f]) for f in FORMATS)
+    assert set(format_names()) == {"dota", "dior", "dior-r", "nwpu", "vedai", "coco"}
+    assert all(callable(formats()[f].scan) for f in format_names())
     with pytest.raises(TypeError):
-        LOADERS["x"] = LOADERS["dota"]  # read-only registry
+        formats()["x"] = formats()["dota"]  # read-only registry
+
+
+def test_a_second_scan_function_under_a_registered_name_is_refused():
+    with pytest.raises(ValueError, match="dataset format 'dota' is registered twice"):
+        register_format("dota")(lambda root, issues: None)
+
+
+def test_format_modules_import_nothing_from_the_package_namespace():
+    """The format files use `common` and `registry` only: no import cycle through the package."""
+    import ast
+
+    folder = Path(__file__).parents[3] / "src/ghostq/detect/data/formats"
+    for path in folder.glob("*.py"):
+        if path.name == "__init__.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                assert node.module != "ghostq.detect.data.formats", f"{path.name} imports from the package"
 
 
 def test_unknown_format_lists_the_formats(tmp_path):
-    with pytest.raises(GhostqError, match="unknown dataset format 'voc'.*dota, dior, dior-r"):
+    listed = "coco, dior, dior-r, dota, nwpu, vedai"
+    with pytest.raises(GhostqError, match=f"unknown dataset format 'voc'; choose one of: {listed}"):
         load_dataset("voc", tmp_path)
 
 

@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from ghostq.core.errors import DataFormatError
-from ghostq.detect.data.formats import MAX_COORD, Entry, Issues, LineError, ParsedObject, Scan, list_paths
+from ghostq.detect.data.formats.common import MAX_COORD, Entry, Issues, LineError, ParsedObject, Scan, list_paths
+from ghostq.detect.data.formats.registry import register_format
 from ghostq.detect.data.reading import MAX_JSON_BYTES, load_json_file, shown
 
 LAYOUT = "a COCO json file (or a folder with one *.json) and its images"
@@ -215,6 +216,7 @@ def _image_dir(root: Path, json_path: Path, images: list[CocoImage]) -> Path:
     return json_path.parent
 
 
+@register_format("coco", sizes_in_annotations=True)
 def scan_coco(
     root: Path, issues: Issues, *, ann_file: str | Path | None = None, image_dir: str | Path | None = None
 ) -> Scan:

@@ -19,7 +19,7 @@ from typing import TypeVar
 from xml.parsers import expat
 
 from ghostq.detect.data.classes import DIOR
-from ghostq.detect.data.formats import (
+from ghostq.detect.data.formats.common import (
     IMAGE_EXTS,
     Entry,
     Issues,
@@ -34,6 +34,7 @@ from ghostq.detect.data.formats import (
     read_bytes,
     read_text,
 )
+from ghostq.detect.data.formats.registry import register_format
 from ghostq.detect.data.reading import shown
 
 T = TypeVar("T")
@@ -243,11 +244,13 @@ def _scan(root: Path, issues: Issues, oriented: bool) -> Scan:
     return scan
 
 
+@register_format("dior", sizes_in_annotations=True)
 def scan_dior(root: Path, issues: Issues) -> Scan:
     """DIOR horizontal boxes."""
     return _scan(root, issues, oriented=False)
 
 
+@register_format("dior-r", sizes_in_annotations=True)
 def scan_dior_r(root: Path, issues: Issues) -> Scan:
     """DIOR-R oriented boxes (polygons from the robndbox corners, boxes their min/max)."""
     return _scan(root, issues, oriented=True)

@@ -15,7 +15,7 @@ from functools import partial
 from pathlib import Path
 
 from ghostq.detect.data.classes import DOTA_V15
-from ghostq.detect.data.formats import (
+from ghostq.detect.data.formats.common import (
     Entry,
     Issues,
     LineError,
@@ -30,6 +30,7 @@ from ghostq.detect.data.formats import (
     read_text,
     split_fields,
 )
+from ghostq.detect.data.formats.registry import register_format
 from ghostq.detect.data.reading import shown
 
 LAYOUT = "labelTxt/*.txt and images/<stem>.png|.jpg|.tif|.bmp"
@@ -62,6 +63,7 @@ def parse_dota_text(
     return parse_lines(Path(path), text, line_parser, issues or Issues())
 
 
+@register_format("dota")
 def scan_dota(root: Path, issues: Issues, *, classes: Sequence[str] | None = None) -> Scan:
     """Entries for every labelTxt file; `classes` overrides the class list (default DOTA v1.5)."""
     classes = tuple(classes) if classes is not None else DOTA_V15

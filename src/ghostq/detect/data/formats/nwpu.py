@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 
 from ghostq.detect.data.classes import NWPU_VHR10
-from ghostq.detect.data.formats import (
+from ghostq.detect.data.formats.common import (
     IMAGE_EXTS,
     Entry,
     Issues,
@@ -25,6 +25,7 @@ from ghostq.detect.data.formats import (
     parse_number,
     read_text,
 )
+from ghostq.detect.data.formats.registry import register_format
 from ghostq.detect.data.reading import shown
 
 GT_DIR, POSITIVE_DIR, NEGATIVE_DIR = "ground truth", "positive image set", "negative image set"
@@ -62,6 +63,7 @@ def parse_nwpu_text(
     return parse_lines(Path(path), text, parse_nwpu_line, issues or Issues())
 
 
+@register_format("nwpu")
 def scan_nwpu(root: Path, issues: Issues) -> Scan:
     """Positive images from the ground-truth files, then every negative image (no objects)."""
     scan = Scan(classes=NWPU_VHR10, layout=LAYOUT)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ghostq.core.errors import GhostqError
 from ghostq.detect.data.classes import VEDAI, VEDAI_CODES
-from ghostq.detect.data.formats import (
+from ghostq.detect.data.formats.common import (
     Entry,
     Issues,
     LineError,
@@ -27,6 +27,7 @@ from ghostq.detect.data.formats import (
     read_text,
     split_fields,
 )
+from ghostq.detect.data.formats.registry import register_format
 
 RESOLUTIONS = (512, 1024)
 NUM_FIELDS = 14
@@ -75,6 +76,7 @@ def pick_resolution(root: Path, resolution: int | None) -> int | None:
     return (with_images or with_ann or [None])[0]
 
 
+@register_format("vedai")
 def scan_vedai(root: Path, issues: Issues, *, resolution: int | None = None) -> Scan:
     """Entries for `Annotations<res>/*.txt`; `resolution` 512 or 1024 (default: what exists, 512 first)."""
     scan = Scan(
