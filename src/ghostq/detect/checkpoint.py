@@ -1,8 +1,10 @@
 """Checkpoints: plain data (tensors, numbers, strings, dicts), saved atomically, loaded weights_only=True.
 
-A checkpoint never holds code: the model is rebuilt from the config stored in it. Every command that reads a
-``.pt`` goes through `load_checkpoint` (structure) and `load_detector` (the weights fit the model), so a wrong,
-foreign, truncated or unsafe file is one line naming the file and what is wrong, never a traceback.
+A checkpoint never holds code: the model is rebuilt from the model spec stored in it (``spec``,
+`ghostq.core.spec.ModelSpec.to_dict()`); a checkpoint written before specs existed gets its spec derived from its
+stored config. Every command that reads a ``.pt`` goes through `load_checkpoint` (structure) and `load_detector`
+(the weights fit the model), so a wrong, foreign, truncated or unsafe file is one line naming the file and what
+is wrong, never a traceback.
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ import torch
 
 from ghostq.core.atomic import atomic_path
 from ghostq.core.errors import GhostqError
+from ghostq.core.spec import ModelSpec, spec_from_config
 
-REQUIRED = ("model", "config", "classes")
-RESUME_KEYS = ("epoch", "optimizer", "scheduler", "scaler", "rng", "best_map50", "history")
+REQUIRED = ("model", "classes")
+RESUME_KEYS = ("config", "epoch", "optimizer", "scheduler", "scaler", "rng", "best_map50", "history")
 _SHOWN = 3  # tensor names quoted per kind of mismatch
 
 
@@ -95,22 +98,18 @@ def _refused_by_weights_only(path: Path, err: Exception) -> GhostqError:
 
 
 def validate_checkpoint(path: str | Path, payload: Any) -> dict[str, Any]:
-    """Check a loaded payload is a ghostq checkpoint: state dict, valid config, class names, finite weights."""
-    from pydantic import ValidationError
-
-    from ghostq.core.config import Config, format_validation_error
-    from ghostq.detect.models.registry import list_backbones
-
+    """Check a loaded payload is a ghostq checkpoint (state dict, class names, a valid spec or config, finite
+    weights) and give it its ``spec`` entry (derived from the stored config when the file predates specs)."""
     if not isinstance(payload, dict):
         raise GhostqError(
             f"{path}: not a ghostq checkpoint (it holds {_describe(payload)}, not a mapping with "
-            f"{', '.join(map(repr, REQUIRED))})"
+            f"{', '.join(map(repr, REQUIRED))} and 'spec')"
         )
     missing = [k for k in REQUIRED if k not in payload]
     if missing:
         raise GhostqError(
             f"{path}: not a ghostq checkpoint: no {' / '.join(map(repr, missing))} entry (a ghostq checkpoint "
-            f"holds {', '.join(map(repr, REQUIRED))})"
+            f"holds {', '.join(map(repr, REQUIRED))} and 'spec')"
         )
     state = payload["model"]
     if not isinstance(state, Mapping) or not state:
@@ -118,18 +117,6 @@ def validate_checkpoint(path: str | Path, payload: Any) -> dict[str, Any]:
     for name, value in state.items():
         if not isinstance(name, str) or not isinstance(value, torch.Tensor):
             raise GhostqError(f"{path}: 'model' entry {name!r} is {_describe(value)}, not a tensor")
-    config = payload["config"]
-    if not isinstance(config, Mapping):
-        raise GhostqError(f"{path}: 'config' must be a mapping of config sections, got {_describe(config)}")
-    try:
-        cfg = Config.model_validate(dict(config))
-    except ValidationError as err:
-        raise GhostqError(format_validation_error(err, f"{path}: stored config")) from None
-    if cfg.model.backbone not in list_backbones():
-        raise GhostqError(
-            f"{path}: stored config: model.backbone {cfg.model.backbone!r} is not a known backbone "
-            f"(known: {', '.join(list_backbones())})"
-        )
     classes = payload["classes"]
     if (
         not isinstance(classes, (list, tuple))
@@ -137,13 +124,57 @@ def validate_checkpoint(path: str | Path, payload: Any) -> dict[str, Any]:
         or not all(isinstance(c, str) and c for c in classes)
     ):
         raise GhostqError(f"{path}: 'classes' must be a non-empty list of class names, got {_describe(classes)}")
+    spec = _spec(path, payload)
+    if list(spec.classes) != list(classes):
+        raise GhostqError(f"{path}: its spec names classes {list(spec.classes)}, its 'classes' entry {list(classes)}")
     bad = non_finite_tensors(state)
     if bad:
         raise GhostqError(
             f"{path}: {len(bad)} of {len(state)} weight tensors hold NaN/inf (first: {bad[0]}); the checkpoint "
             "is unusable"
         )
+    payload["spec"] = spec.to_dict()
     return payload
+
+
+def _spec(path: str | Path, payload: dict[str, Any]) -> ModelSpec:
+    """The checkpoint's model spec: its ``spec`` entry, else derived from its stored ``config`` (both validated)."""
+    from ghostq.detect.models.registry import list_backbones
+
+    config = payload.get("config")
+    cfg = None if config is None else _stored_config(path, config)
+    if "spec" in payload:
+        spec = ModelSpec.from_dict(payload["spec"], f"{path}: spec")
+    elif cfg is not None:
+        spec = spec_from_config(cfg, tuple(payload["classes"]))
+    else:
+        raise GhostqError(f"{path}: not a ghostq checkpoint: no 'spec' entry (nor a 'config' to derive it from)")
+    if spec.backbone not in list_backbones():
+        where = "spec" if "spec" in payload else "stored config: model"
+        raise GhostqError(
+            f"{path}: {where}.backbone {spec.backbone!r} is not a known backbone "
+            f"(known: {', '.join(list_backbones())})"
+        )
+    return spec
+
+
+def _stored_config(path: str | Path, config: Any) -> Any:
+    """The stored config validated (``ghostq.core.config.Config``); an invalid one is a one-line error."""
+    from pydantic import ValidationError
+
+    from ghostq.core.config import Config, format_validation_error
+
+    if not isinstance(config, Mapping):
+        raise GhostqError(f"{path}: 'config' must be a mapping of config sections, got {_describe(config)}")
+    try:
+        return Config.model_validate(dict(config))
+    except ValidationError as err:
+        raise GhostqError(format_validation_error(err, f"{path}: stored config")) from None
+
+
+def checkpoint_spec(payload: Mapping[str, Any]) -> ModelSpec:
+    """The model spec of a payload `load_checkpoint` returned."""
+    return ModelSpec.from_dict(payload["spec"])
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -219,9 +250,10 @@ def load_state_checked(
 
 
 def load_detector(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict]:
-    """Rebuild the detector stored in a checkpoint (weights from `model`, architecture from `config`)."""
-    from ghostq.core.config import Config
-    from ghostq.detect.builders import build_model_from_config
+    """Rebuild the full-precision detector of a checkpoint from its spec alone (weights from ``model``).
+
+    Returns the model (eval mode) and the payload, whose ``spec`` entry `checkpoint_spec` reads."""
+    from ghostq.detect.models.from_spec import build_detector_from_spec
 
     payload = load_checkpoint(path, map_location)
     if "bits" in payload:
@@ -229,12 +261,11 @@ def load_detector(path: str | Path, map_location: str | torch.device = "cpu") ->
             f"{path}: a compressed (quantized) checkpoint; this command takes a full-precision checkpoint "
             "(fp/best.pt) or the exported ONNX of the compressed model (ghostq export)"
         )
-    cfg = Config.model_validate(dict(payload["config"]))
+    spec = checkpoint_spec(payload)
     try:
-        model = build_model_from_config(cfg, len(payload["classes"]))
+        model = build_detector_from_spec(spec)
     except GhostqError as err:
-        raise GhostqError(f"{path}: stored config: {err}") from None
-    n = len(payload["classes"])
-    load_state_checked(path, model, payload["model"], f"{cfg.model.backbone} detector with {n} classes")
+        raise GhostqError(f"{path}: {err}") from None
+    load_state_checked(path, model, payload["model"], f"{spec.backbone} detector with {spec.num_classes} classes")
     model.eval()
     return model, payload
