@@ -4,12 +4,12 @@
 - :class:`TaskAlignedAssigner` and its result :class:`Assignment`.
 - The classification-loss registry: :func:`register_cls_loss`, :func:`get_cls_loss`, :func:`list_cls_losses`
   (``bce``, ``varifocal`` for a sigmoid head; ``ce`` for a softmax head).
-- Box losses by name: :data:`BOX_LOSSES`, :func:`get_box_loss` (``giou``, ``ciou``).
+- The box-loss registry: :func:`register_box_loss`, :data:`BOX_LOSSES`, :func:`get_box_loss` (``giou``, ``ciou``).
 - What the config may name: :func:`cls_loss_heads` (every ``loss.cls`` value and its heads), :func:`list_box_losses`.
 """
 
 from ghostq.detect.losses.assign import Assignment, TaskAlignedAssigner
-from ghostq.detect.losses.box_losses import BOX_LOSSES, ciou_loss, get_box_loss, giou_loss
+from ghostq.detect.losses.box_losses import BOX_LOSSES, ciou_loss, get_box_loss, giou_loss, register_box_loss
 from ghostq.detect.losses.cls_losses import (
     ClsLoss,
     ClsLossFn,
@@ -17,6 +17,7 @@ from ghostq.detect.losses.cls_losses import (
     ce,
     get_cls_loss,
     list_cls_losses,
+    load_loss_modules,
     register_cls_loss,
     soft_one_hot,
     varifocal,
@@ -39,6 +40,7 @@ __all__ = [
     "get_cls_loss",
     "giou_loss",
     "list_cls_losses",
+    "register_box_loss",
     "register_cls_loss",
     "soft_one_hot",
     "varifocal",
@@ -61,4 +63,5 @@ def cls_loss_heads() -> dict[str, tuple[str, ...]]:
 
 def list_box_losses() -> list[str]:
     """Names of the box losses (`loss.box`), sorted."""
+    load_loss_modules()
     return sorted(BOX_LOSSES)

@@ -18,15 +18,18 @@ Every loss has one signature (:data:`ClsLossFn`)::
 Anchors with injected labels (e.g. ODNL's open-set anchors with random classes) reach a loss as ordinary
 foreground anchors: a hook rewrites the assignment (labels, scores, weights) before the loss is called.
 
-A loss declares the heads it is valid for (``sigmoid``, ``softmax``). Modules that register losses are listed
-in ``_BUILTIN_MODULES`` and imported before every lookup, so the registry never depends on import order.
+A loss declares the heads it is valid for (``sigmoid``, ``softmax``). Every module of ``ghostq.detect.losses``
+is imported before a lookup (``load_loss_modules``), so the registry never depends on import order and a new
+file of losses registers itself.
 """
 
 from __future__ import annotations
 
 import importlib
+import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -35,8 +38,6 @@ HEADS = ("sigmoid", "softmax")
 
 ClsLossFn = Callable[..., torch.Tensor]
 
-# Modules whose losses are registered on import (a new file of losses adds itself here).
-_BUILTIN_MODULES: tuple[str, ...] = ("ghostq.detect.losses.cls_losses", "ghostq.detect.losses.robust")
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,7 @@ class ClsLoss:
 
 
 _REGISTRY: dict[str, ClsLoss] = {}
+_modules_loaded = False
 
 
 def register_cls_loss(name: str, *, heads: tuple[str, ...]) -> Callable[[ClsLossFn], ClsLossFn]:
@@ -67,20 +69,27 @@ def register_cls_loss(name: str, *, heads: tuple[str, ...]) -> Callable[[ClsLoss
     return decorator
 
 
-def _load_builtin() -> None:
-    for module in _BUILTIN_MODULES:
-        importlib.import_module(module)
+def load_loss_modules() -> None:
+    """Import every module of the losses package once, so each has registered its losses."""
+    global _modules_loaded
+    if _modules_loaded:
+        return
+    package = __name__.rpartition(".")[0]
+    for info in pkgutil.iter_modules([str(Path(__file__).parent)]):
+        if not info.name.startswith("_"):
+            importlib.import_module(f"{package}.{info.name}")
+    _modules_loaded = True
 
 
 def list_cls_losses(head: str | None = None) -> list[str]:
     """Names of the registered classification losses (for one head type when ``head`` is given), sorted."""
-    _load_builtin()
+    load_loss_modules()
     return sorted(k for k, v in _REGISTRY.items() if head is None or head in v.heads)
 
 
 def get_cls_loss(name: str, head: str | None = None) -> ClsLoss:
     """The loss registered as ``name``; ValueError naming the alternatives if unknown or not for ``head``."""
-    _load_builtin()
+    load_loss_modules()
     loss = _REGISTRY.get(name)
     if loss is None:
         raise ValueError(f"unknown classification loss {name!r}; known: {', '.join(list_cls_losses())}")
