@@ -68,19 +68,25 @@ def pick_device(name: str) -> torch.device:
     return torch.device("cuda" if name != "cpu" and torch.cuda.is_available() else "cpu")
 
 
-def make_optimizer(model: nn.Module, cfg: Config) -> torch.optim.Optimizer:
-    """AdamW or SGD; no weight decay on biases and normalisation weights (1-d parameters)."""
+def decay_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Weight decay on matrices and kernels only; none on biases and normalisation weights (1-d parameters)."""
     decay, no_decay = [], []
     for p in model.parameters():
         if p.requires_grad:
             (no_decay if p.ndim <= 1 else decay).append(p)
-    groups = [
-        {"params": decay, "weight_decay": cfg.train.weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
-    if cfg.train.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.train.lr, momentum=cfg.train.momentum, nesterov=True)
-    return torch.optim.AdamW(groups, lr=cfg.train.lr, betas=(cfg.train.momentum, 0.999))
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def make_optimizer(
+    model: nn.Module, cfg: Config, groups: list[dict] | None = None, lr: float | None = None
+) -> torch.optim.Optimizer:
+    """AdamW or SGD (`train.optimizer`) over `groups` (default `decay_groups`) at peak `lr` (default train.lr)."""
+    t = cfg.train
+    groups = decay_groups(model, t.weight_decay) if groups is None else groups
+    lr = t.lr if lr is None else lr
+    if t.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=t.momentum, nesterov=True)
+    return torch.optim.AdamW(groups, lr=lr, betas=(t.momentum, 0.999))
 
 
 def lr_factor(step: int, total: int, warmup: int, min_ratio: float) -> float:
