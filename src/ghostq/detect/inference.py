@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch.utils.data import DataLoader
 
-from ghostq.core.config import EvalConfig
 from ghostq.core.records import ImageRecord
+from ghostq.core.spec import DecodeSpec, ModelSpec
+from ghostq.core.tiling import ImageDetections, coco_results
 from ghostq.detect.data.torch_dataset import DetectionDataset, collate_detection
-from ghostq.detect.postprocess import postprocess, scale_boxes_to_original
-from ghostq.detect.predict import ImageDetections, coco_results
+from ghostq.detect.models.inference_head import InferenceHead
+from ghostq.detect.postprocess import decode_scores, scale_boxes_to_original
 
 
 def make_eval_loader(
@@ -41,29 +41,25 @@ def make_eval_loader(
 def predict_loader(
     model: torch.nn.Module,
     loader: DataLoader,
-    eval_cfg: EvalConfig,
+    spec: ModelSpec,
     device: torch.device,
-    logit_transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    decode: DecodeSpec | None = None,
 ) -> list[dict[str, Any]]:
     """COCO results (image_id = record index + 1, category_id = class + 1, bbox xywh original pixels).
 
-    `logit_transform`: the LogitClip a model was trained with; scores are clipped and mapped onto [0, 1] as in
-    the exported head (`clipped_class_scores`).
+    Scores come from the spec's inference head (its LogitClip included), as export and the runtimes compute
+    them; `decode` (default: the spec's) sets the threshold, NMS IoU and detections kept.
     """
+    if not isinstance(spec, ModelSpec):
+        raise TypeError(f"predict_loader needs the model's ModelSpec, got {type(spec).__name__}")
+    decode = decode or spec.decode
     was_training = model.training
     model.eval()
+    head = InferenceHead(model, spec).eval()
     images_dets: list[ImageDetections] = []
     for images, _targets, metas in loader:
-        out = model(images.to(device, non_blocking=True))
-        dets = postprocess(
-            out,
-            score_threshold=eval_cfg.score_threshold,
-            iou_threshold=eval_cfg.iou_threshold,
-            max_det=eval_cfg.max_det,
-            head=getattr(model, "head_type", "sigmoid"),
-            image_size=tuple(images.shape[-2:]),
-            clip=logit_transform,
-        )
+        scores, boxes = head(images.to(device, non_blocking=True))
+        dets = decode_scores(scores, boxes, decode, image_size=tuple(images.shape[-2:]))
         for det, meta in zip(dets, metas, strict=True):
             w, h = meta["orig_size"]
             boxes = scale_boxes_to_original(det.boxes.float().cpu(), meta["ratio"], meta["pad"], (h, w))
@@ -80,11 +76,11 @@ def evaluate_detector(
     model: torch.nn.Module,
     loader: DataLoader,
     gt_coco: dict[str, Any],
-    eval_cfg: EvalConfig,
+    spec: ModelSpec,
     device: torch.device,
-    logit_transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    decode: DecodeSpec | None = None,
 ) -> dict[str, Any]:
-    """COCO mAP50 / mAP50_95 (pycocotools) of the model on the loader's records."""
+    """COCO mAP50 / mAP50_95 (pycocotools) of the model, scored through its spec's inference head."""
     from ghostq.detect.evaluate import evaluate_coco
 
-    return evaluate_coco(gt_coco, predict_loader(model, loader, eval_cfg, device, logit_transform))
+    return evaluate_coco(gt_coco, predict_loader(model, loader, spec, device, decode))

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ghostq.core.spec import CONF, IOU, MAX_DET, PRE_NMS_TOPK, DecodeSpec
 from ghostq.detect.boxes import clip_boxes
 from ghostq.detect.losses.robust import LogitClip, clipped_class_scores
 from ghostq.detect.models.output import DetectorOutput
@@ -51,10 +52,10 @@ def class_scores(cls_logits: torch.Tensor, head: str, clip: LogitClip | None = N
 @torch.no_grad()
 def postprocess(
     out: DetectorOutput,
-    score_threshold: float = 0.001,
-    iou_threshold: float = 0.6,
-    max_det: int = 300,
-    pre_nms_topk: int = 3000,
+    score_threshold: float = CONF,
+    iou_threshold: float = IOU,
+    max_det: int = MAX_DET,
+    pre_nms_topk: int = PRE_NMS_TOPK,
     head: str | None = None,
     image_size: tuple[int, int] | None = None,
     ood: str | None = None,
@@ -72,35 +73,48 @@ def postprocess(
             cannot tell: a softmax head over C + 1 looks like a sigmoid head over C + 1 classes.)
         image_size: (height, width) of the network input: boxes are clipped to it when given.
         ood: ``"msp"`` or ``"energy"`` to attach an OOD score per detection (``Detections.ood``); None: none.
-        clip: the LogitClip the model was trained with (``logit_clip_from_config``): scores of the clipped
+        clip: the LogitClip the model was trained with (``inference_head.logit_clip_of(spec)``): scores of the clipped
             logits mapped onto [0, 1]; None: the logits as given. (Logits clipped already are fine: the clip is
             idempotent.)
     """
-    if max_det < 1 or pre_nms_topk < 1:
-        raise ValueError(f"max_det and pre_nms_topk must be >= 1, got {max_det} and {pre_nms_topk}")
     if head is None:
         head = out.head_type
-    scores_all = class_scores(out.cls_logits.float(), head, clip)  # [B, N, C]
-    boxes_all = out.boxes.float()
-    num_classes = scores_all.shape[-1]
     ood_all = None
     if ood is not None:
         from ghostq.detect.ood import ood_score
 
         ood_all = ood_score(out.cls_logits.float(), head, ood)  # [B, N]
+    decode = DecodeSpec(score_threshold, iou_threshold, max_det, pre_nms_topk)
+    return decode_scores(class_scores(out.cls_logits.float(), head, clip), out.boxes, decode, image_size, ood_all)
+
+
+@torch.no_grad()
+def decode_scores(
+    scores: torch.Tensor,
+    boxes: torch.Tensor,
+    decode: DecodeSpec,
+    image_size: tuple[int, int] | None = None,
+    ood: torch.Tensor | None = None,
+) -> list[Detections]:
+    """Detections per image from class scores [B, N, C] and boxes [B, N, 4] (what ``InferenceHead`` returns):
+    candidates above ``decode.conf`` (the top ``pre_nms_topk``), class-wise NMS, the best ``max_det``."""
+    if decode.max_det < 1 or decode.pre_nms_topk < 1:
+        raise ValueError(f"max_det and pre_nms_topk must be >= 1, got {decode.max_det} and {decode.pre_nms_topk}")
+    scores_all, boxes_all = scores.float(), boxes.float()
+    num_classes = scores_all.shape[-1]
     results = []
     for b, (scores, boxes) in enumerate(zip(scores_all, boxes_all, strict=True)):
         flat = scores.reshape(-1)  # index = point * C + class
-        cand = torch.nonzero(flat > score_threshold).squeeze(1)
-        if cand.numel() > pre_nms_topk:
-            cand = cand[flat[cand].topk(pre_nms_topk).indices]
+        cand = torch.nonzero(flat > decode.conf).squeeze(1)
+        if cand.numel() > decode.pre_nms_topk:
+            cand = cand[flat[cand].topk(decode.pre_nms_topk).indices]
         cand_scores = flat[cand]
         points, labels = cand // num_classes, cand % num_classes
         cand_boxes = boxes[points]
         if image_size is not None:
             cand_boxes = clip_boxes(cand_boxes, image_size)
-        keep = batched_nms(cand_boxes, cand_scores, labels, iou_threshold)[:max_det]
-        det_ood = ood_all[b][points[keep]] if ood_all is not None else None
+        keep = batched_nms(cand_boxes, cand_scores, labels, decode.iou)[: decode.max_det]
+        det_ood = ood[b][points[keep]] if ood is not None else None
         results.append(Detections(cand_boxes[keep], cand_scores[keep], labels[keep], det_ood))
     return results
 
