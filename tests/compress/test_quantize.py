@@ -162,3 +162,24 @@ def test_convs_of_one_scale_group_share_their_input_quantizer() -> None:
     assert isinstance(head_cls, QConv2d) and head_cls.input_quant is head_box.input_quant  # same input tensor
     distinct = {id(m.input_quant) for m in model.modules() if isinstance(m, QConv2d)}
     assert len(distinct) == sum(isinstance(m, QConv2d) for m in before.modules()) - tied
+
+
+def test_quantizer_registries_give_the_config_its_allowed_values():
+    """`compress.ptq.calib` / `compress.weight_scale_init` accept exactly the registered quantizer kinds."""
+    from ghostq.compress.quantizers import act_quantizer_names, weight_scale_init_names, weight_thresholds
+    from ghostq.core.config import REGISTRIES, Config
+
+    torch.set_num_threads(1)
+    assert act_quantizer_names() == ("minmax", "mse", "percentile")
+    assert weight_scale_init_names() == ("max", "mse")
+    context = {REGISTRIES: {"compress.ptq.calib": act_quantizer_names(),
+                            "compress.weight_scale_init": weight_scale_init_names()}}
+    for calib in act_quantizer_names():
+        Config.model_validate({"compress": {"ptq": {"calib": calib}}}, context=context)
+    with pytest.raises(ValueError, match="unknown activation calibration 'kl'; allowed: minmax, mse, percentile"):
+        Config.model_validate({"compress": {"ptq": {"calib": "kl"}}}, context=context)
+    with pytest.raises(ValueError, match="unknown weight scale init 'absmax'; allowed: max, mse"):
+        Config.model_validate({"compress": {"weight_scale_init": "absmax"}}, context=context)
+    w = torch.randn(4, 3, 3, 3)
+    assert torch.allclose(weight_thresholds(w, 8, "max"), w.reshape(4, -1).abs().amax(dim=1))
+    assert (weight_thresholds(w, 4, "mse") <= weight_thresholds(w, 4, "max") + 1e-6).all()

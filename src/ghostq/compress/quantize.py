@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import copy
 import fnmatch
-import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,7 +23,7 @@ import brevitas.nn as qnn
 import torch
 from torch import nn
 
-from ghostq.compress.quantizers import ACT_QUANTS, WeightPerChannelLearned, act_quant_for
+from ghostq.compress.quantizers import ACT_QUANTS, WeightPerChannelLearned, act_quant_for, weight_thresholds
 
 FP_BITS = 32  # "bits" of a layer kept in full precision
 WEIGHT_BITS = tuple(range(2, 9))  # widths a quantized weight may take (exported as INT8 values on a coarser grid)
@@ -165,26 +164,6 @@ def layer_bits(model: nn.Module) -> dict[str, tuple[int, int]]:
 
 def _weight_scaling_impl(m: QConv2d) -> nn.Module:
     return m.weight_quant.tensor_quant.scaling_impl
-
-
-@torch.no_grad()
-def weight_thresholds(w: torch.Tensor, bits: int, method: str = "mse", grid: int = 40) -> torch.Tensor:
-    """Per-output-channel clip threshold (scale * (2^(b-1) - 1)): abs max, or the grid point of least MSE."""
-    flat = w.detach().reshape(w.shape[0], -1).float()
-    amax = flat.abs().amax(dim=1).clamp_min(1e-8)
-    if method == "max":
-        return amax
-    if method != "mse":
-        raise ValueError(f"weight scale init must be 'max' or 'mse', got {method!r}")
-    qmax = 2 ** (bits - 1) - 1
-    best, best_err = amax.clone(), torch.full_like(amax, math.inf)
-    for frac in torch.linspace(0.2, 1.0, grid):
-        t = amax * frac
-        s = (t / qmax)[:, None]
-        err = ((torch.clamp(torch.round(flat / s), -qmax, qmax) * s - flat) ** 2).sum(dim=1)
-        better = err < best_err
-        best[better], best_err[better] = t[better], err[better]
-    return best
 
 
 @torch.no_grad()

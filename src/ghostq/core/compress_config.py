@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 
 class _Section(BaseModel):
@@ -42,9 +42,18 @@ class DistillConfig(_Section):
 
 
 class PTQConfig(_Section):
-    calib: Literal["minmax", "percentile", "mse"] = Field("percentile", description="activation calibration")
+    calib: str = Field(
+        "percentile", description="activation calibration: a name of ghostq.compress.quantizers.act_quantizer_names()"
+    )
     percentile: float = Field(99.99, gt=50, le=100, description="|x| percentile for calib=percentile")
     batches: int = Field(8, ge=1, description="calibration batches")
+
+    @field_validator("calib")
+    @classmethod
+    def _registered_calib(cls, v: str, info: ValidationInfo) -> str:
+        from ghostq.core.config import registered  # core.config imports this module
+
+        return registered(v, info, "compress.ptq.calib", "activation calibration")
 
 
 class CompressConfig(_Section):
@@ -55,7 +64,9 @@ class CompressConfig(_Section):
     layer_bits: dict[str, int] = Field(default_factory=dict, description="pattern -> bits overrides (32 = FP)")
     quantize_first_conv: bool = Field(True, description="quantize the conv reading the image (GHOST: yes)")
     quantize_prediction_convs: bool = Field(False, description="quantize the final prediction convs (GHOST: no)")
-    weight_scale_init: Literal["max", "mse"] = Field("mse", description="initial per-channel weight scale")
+    weight_scale_init: str = Field(
+        "mse", description="initial per-channel weight scale: a name of quantizers.weight_scale_init_names()"
+    )
     hq: HQConfig = Field(default_factory=HQConfig, description="hybrid bit widths")
     distill: DistillConfig = Field(default_factory=DistillConfig, description="GQSD / OST / SCM")
     ptq: PTQConfig = Field(default_factory=PTQConfig, description="calibration (PTQ, and QAT's starting point)")
@@ -65,6 +76,13 @@ class CompressConfig(_Section):
     warmup_epochs: float = Field(0.5, ge=0, description="QAT linear warmup in epochs")
     ema: bool = Field(True, description="evaluate and keep an EMA of the QAT weights")
     val_every: int = Field(1, ge=1, description="validate every N epochs (and after the last)")
+
+    @field_validator("weight_scale_init")
+    @classmethod
+    def _registered_weight_init(cls, v: str, info: ValidationInfo) -> str:
+        from ghostq.core.config import registered  # core.config imports this module
+
+        return registered(v, info, "compress.weight_scale_init", "weight scale init")
 
     @field_validator("layer_bits")
     @classmethod
