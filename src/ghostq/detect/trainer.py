@@ -35,7 +35,6 @@ from ghostq.detect.data.torch_dataset import DetectionDataset, collate_detection
 from ghostq.detect.distributed import DistInfo, all_reduce_mean, broadcast_buffers
 from ghostq.detect.ema import ModelEMA
 from ghostq.detect.inference import evaluate_detector, make_eval_loader
-from ghostq.detect.losses.robust import logit_clip_from_config
 from ghostq.detect.train_hooks import Schedule, Step, TrainHooks
 
 
@@ -55,6 +54,7 @@ class Trainer:
         self.hooks = hooks or TrainHooks()
         self.run = RunDir(cfg.run_dir)
         self.fp_dir, self.save = self.run.path / "fp", save
+        self.spec = spec_from_config(cfg, splits.classes)
         nc = len(splits.classes)
         if model is None:
             torch.manual_seed(cfg.run.seed)
@@ -157,9 +157,8 @@ class Trainer:
         return model.eval()
 
     def _common(self) -> dict[str, Any]:
-        classes = list(self.splits.classes)
-        return {"config": self.cfg.model_dump(mode="json"), "classes": classes,
-                "spec": spec_from_config(self.cfg, classes).to_dict()}
+        return {"config": self.cfg.model_dump(mode="json"), "classes": list(self.splits.classes),
+                "spec": self.spec.to_dict()}
 
     def save_last(self, epoch: int) -> None:
         payload = {
@@ -290,9 +289,8 @@ class Trainer:
             )
 
     def evaluate(self) -> dict[str, Any]:
-        """COCO mAP of the evaluated model on the val split, scored with the model's LogitClip."""
-        clip = logit_clip_from_config(self.cfg, self.cfg.model.head)
-        return evaluate_detector(self._eval_model(), self.val_loader, self.val_gt, self.cfg.eval, self.device, clip)
+        """COCO mAP of the evaluated model on the val split, scored by the spec's inference head (its LogitClip)."""
+        return evaluate_detector(self._eval_model(), self.val_loader, self.val_gt, self.spec, self.device)
 
     def fit(self, stop_after: int | None, show_progress: bool) -> dict[str, Any]:
         epochs, name = self.sched.epochs, self.sched.section
