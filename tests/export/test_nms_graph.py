@@ -9,9 +9,11 @@ import torch
 from export_helpers import SIZE, images, tiny_detector
 from onnx import TensorProto, helper
 
+from ghostq.core.spec import DecodeSpec
+from ghostq.detect.postprocess import decode_scores
 from ghostq.export.nms_graph import EFFICIENT_NMS_OUTPUTS, add_efficient_nms_trt, add_onnx_nms
 from ghostq.export.onnx_export import export_onnx
-from ghostq.export.verify import PostprocessOptions, detections_from_scores, ort_session
+from ghostq.export.verify import ort_session
 
 
 def _passthrough(num_classes: int = 3) -> onnx.ModelProto:
@@ -43,8 +45,7 @@ def test_onnx_nms_matches_classwise_nms() -> None:
     sess = ort_session(model)
     out = dict(zip([o.name for o in sess.get_outputs()],
                    sess.run(None, {"in_scores": scores, "in_boxes": boxes}), strict=True))
-    ref = detections_from_scores(torch.from_numpy(scores), torch.from_numpy(boxes),
-                                 PostprocessOptions(0.3, 0.5, max_det=10_000))
+    ref = decode_scores(torch.from_numpy(scores), torch.from_numpy(boxes), DecodeSpec(0.3, 0.5, max_det=10_000))
     for b in range(2):
         sel = out["det_batch"] == b
         got = sorted(zip(out["det_labels"][sel].tolist(), np.round(out["det_scores"][sel], 6).tolist(), strict=True))

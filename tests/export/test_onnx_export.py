@@ -12,9 +12,9 @@ import torch
 from export_helpers import SIZE, images, tiny_detector
 
 from ghostq.detect.losses.robust import LogitClip
+from ghostq.detect.models.inference_head import InferenceHead
 from ghostq.detect.postprocess import class_scores
-from ghostq.export.fused_head import FusedHeadExport
-from ghostq.export.onnx_export import export_onnx, read_metadata
+from ghostq.export.onnx_export import bare_model_spec, export_onnx, read_metadata
 from ghostq.export.verify import ort_session, point_strides
 
 CASES = [("csp_n", "sigmoid", (8, 16, 32)), ("convnextv2_atto", "softmax", (4, 8, 16))]
@@ -81,8 +81,9 @@ def test_fp16_within_1e2(backbone: str, head: str, strides: tuple) -> None:
     x = images(2)
     scores, boxes = _run(proto, x)
     with torch.no_grad():
-        ref_scores, ref_boxes = FusedHeadExport(model)(torch.from_numpy(x))
-        t16_scores, t16_boxes = FusedHeadExport(copy.deepcopy(model).half(), half=True)(torch.from_numpy(x))
+        spec = bare_model_spec(model, SIZE, None, None)
+        ref_scores, ref_boxes = InferenceHead(model, spec)(torch.from_numpy(x))
+        t16_scores, t16_boxes = InferenceHead(copy.deepcopy(model).half(), spec, half=True)(torch.from_numpy(x))
     ps = point_strides(strides, (SIZE, SIZE))[None, :, None]
     d_scores = np.abs(scores - ref_scores.numpy()).max()
     d_boxes = (np.abs(boxes - ref_boxes.numpy()) / ps).max() / (np.abs(ref_boxes.numpy()) / ps).max()

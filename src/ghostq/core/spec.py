@@ -23,6 +23,8 @@ CONF = 0.001
 IOU = 0.6
 MAX_DET = 300
 PRE_NMS_TOPK = 3000
+DEPLOY_CONF = 0.25  # in-graph NMS: score a deployed detection needs
+DEPLOY_MAX_DET = 100  # in-graph NMS: detections kept per class (onnx) or per image (trt)
 
 
 @dataclass(frozen=True)

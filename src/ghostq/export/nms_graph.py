@@ -21,6 +21,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from ghostq.core.spec import DEPLOY_CONF, DEPLOY_MAX_DET, IOU
+
 TRT_PLUGIN_DOMAIN = "TRT"  # the domain TensorRT's ONNX parser looks plugins up in (op name is what matters)
 EFFICIENT_NMS_OUTPUTS = ("num_detections", "detection_boxes", "detection_scores", "detection_classes")
 ONNX_NMS_OUTPUTS = ("det_batch", "det_boxes", "det_scores", "det_labels")
@@ -37,9 +39,9 @@ def _take_outputs(model: onnx.ModelProto, scores: str, boxes: str, also: tuple[s
 
 def add_onnx_nms(
     model: onnx.ModelProto,
-    score_threshold: float = 0.25,
-    iou_threshold: float = 0.6,
-    max_per_class: int = 100,
+    score_threshold: float = DEPLOY_CONF,
+    iou_threshold: float = IOU,
+    max_per_class: int = DEPLOY_MAX_DET,
     scores: str = "scores",
     boxes: str = "boxes",
     **_: object,
@@ -91,9 +93,9 @@ def add_onnx_nms(
 
 def add_efficient_nms_trt(
     model: onnx.ModelProto,
-    score_threshold: float = 0.25,
-    iou_threshold: float = 0.6,
-    max_det: int = 100,
+    score_threshold: float = DEPLOY_CONF,
+    iou_threshold: float = IOU,
+    max_det: int = DEPLOY_MAX_DET,
     scores: str = "scores",
     boxes: str = "boxes",
     **_: object,

@@ -6,8 +6,8 @@ in units of each point's stride, which is what the head predicts) and relative t
 (``max_rel_diff``: scores have scale 1; boxes in stride units over their largest value: the FP16 measure, since
 FP16 rounding grows with the magnitude); ``mAP50_onnx`` and ``mAP50_torch`` on the
 val images (fractions, pycocotools through ``ghostq.detect.evaluate``), both from the same score-based
-post-processing (threshold, class-wise NMS, top-k of the config's ``eval`` section); and, for the TensorRT
-Q/DQ file, the lint (``qdq_lint``).
+post-processing (threshold, class-wise NMS, top-k: a ``DecodeSpec`` through
+``ghostq.detect.postprocess.decode_scores``); and, for the TensorRT Q/DQ file, the lint (``qdq_lint``).
 
 Files with ONNX NonMaxSuppression are scored from their own detections (``det_*`` outputs); files with the
 EfficientNMS_TRT plugin can only be checked (ONNX Runtime has no such op).
@@ -25,22 +25,11 @@ import onnx
 import torch
 from torch import nn
 
-from ghostq.detect.boxes import clip_boxes
-from ghostq.detect.nms import batched_nms
-from ghostq.detect.postprocess import Detections, scale_boxes_to_original
-from ghostq.detect.predict import ImageDetections, coco_results
+from ghostq.core.spec import DecodeSpec, ModelSpec
+from ghostq.core.tiling import ImageDetections, coco_results
+from ghostq.detect.postprocess import Detections, decode_scores, scale_boxes_to_original
 
 Reference = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]  # images -> (scores, boxes)
-
-
-@dataclass
-class PostprocessOptions:
-    """Score-based post-processing shared by the ONNX and torch sides (the config's ``eval`` section)."""
-
-    score_threshold: float = 0.001
-    iou_threshold: float = 0.6
-    max_det: int = 300
-    pre_nms_topk: int = 3000
 
 
 @dataclass
@@ -51,29 +40,8 @@ class FileCheck:
     reference: Reference | None = None  # torch (scores, boxes); None: the default FP32 reference
     reference_name: str = "fp32 torch"
     lint: bool = False  # run the TensorRT Q/DQ lint on it
-    opts: PostprocessOptions | None = None  # post-processing of both sides; None: verify_files' (NMS files: theirs)
+    opts: DecodeSpec | None = None  # post-processing of both sides; None: verify_files' (NMS files: theirs)
     result: dict[str, Any] = field(default_factory=dict)
-
-
-def detections_from_scores(
-    scores: torch.Tensor, boxes: torch.Tensor, opts: PostprocessOptions, image_size: tuple[int, int] | None = None
-) -> list[Detections]:
-    """Per-image detections from ``scores`` [B, N, C] and ``boxes`` [B, N, 4] (as ghostq.detect.postprocess,
-    starting from probabilities instead of logits)."""
-    out = []
-    num_classes = scores.shape[-1]
-    for s, b in zip(scores.float(), boxes.float(), strict=True):
-        flat = s.reshape(-1)
-        cand = torch.nonzero(flat > opts.score_threshold).squeeze(1)
-        if cand.numel() > opts.pre_nms_topk:
-            cand = cand[flat[cand].topk(opts.pre_nms_topk).indices]
-        points, labels = cand // num_classes, cand % num_classes
-        cand_boxes = b[points]
-        if image_size is not None:
-            cand_boxes = clip_boxes(cand_boxes, image_size)
-        keep = batched_nms(cand_boxes, flat[cand], labels, opts.iou_threshold)[: opts.max_det]
-        out.append(Detections(cand_boxes[keep], flat[cand][keep], labels[keep]))
-    return out
 
 
 def point_strides(strides: Sequence[int], size: tuple[int, int]) -> np.ndarray:
@@ -119,7 +87,7 @@ def verify_files(
     loader: Any,
     gt_coco: dict[str, Any],
     strides: Sequence[int],
-    opts: PostprocessOptions,
+    opts: DecodeSpec,
     max_images: int | None = None,
     threads: int = 1,
 ) -> dict[str, Any]:
@@ -175,7 +143,7 @@ def verify_files(
                 with torch.no_grad():
                     cached_refs[key] = tuple(t.float() for t in ref_fn(images.float()))
             r_scores, r_boxes = cached_refs[key]
-            st["ref_dets"] += detections_from_scores(r_scores, r_boxes, c.opts or opts, size)
+            st["ref_dets"] += decode_scores(r_scores, r_boxes, c.opts or opts, size)
             names = [o.name for o in st["sess"].get_outputs()]
             outs = dict(zip(names, st["sess"].run(None, {st["sess"].get_inputs()[0].name: x}), strict=True))
             if st["nms"]:
@@ -187,8 +155,7 @@ def verify_files(
             st["d_boxes"] = max(st["d_boxes"], float(db.max()))
             st["d_boxes_stride"] = max(st["d_boxes_stride"], float((db / ps).max()))
             st["ref_boxes_stride"] = max(st["ref_boxes_stride"], float((np.abs(r_boxes.numpy()) / ps).max()))
-            st["dets"] += detections_from_scores(torch.from_numpy(scores), torch.from_numpy(boxes),
-                                                 c.opts or opts, size)
+            st["dets"] += decode_scores(torch.from_numpy(scores), torch.from_numpy(boxes), c.opts or opts, size)
     gt = _subset_gt(gt_coco, len(metas_all))
     for c in checks:
         st = state.get(c.path)
@@ -214,11 +181,11 @@ def _subset_gt(gt: dict[str, Any], n: int) -> dict[str, Any]:
     return {**gt, "images": gt["images"][:n], "annotations": [a for a in gt["annotations"] if a["image_id"] in ids]}
 
 
-def torch_reference(model: nn.Module, clip: Any = None) -> Reference:
-    """The FP32 fused head in torch: ``images -> (scores, boxes)``."""
-    from ghostq.export.fused_head import FusedHeadExport
+def torch_reference(model: nn.Module, spec: ModelSpec) -> Reference:
+    """The FP32 inference head of the spec in torch (what the export traces): ``images -> (scores, boxes)``."""
+    from ghostq.detect.models.inference_head import InferenceHead
 
-    wrapper = FusedHeadExport(model.float().eval(), clip=clip).eval()
+    wrapper = InferenceHead(model.float().eval(), spec).eval()
 
     def run(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.no_grad():
