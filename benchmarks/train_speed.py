@@ -19,14 +19,14 @@ from torch.utils.data import DataLoader
 from ghostq.core.atomic import atomic_write_json
 from ghostq.core.config import load_config
 from ghostq.core.runs import package_versions
-from ghostq.detect.data.prepare import prepare_data
-from ghostq.detect.data.torch_dataset import DetectionDataset, collate_detection
-from ghostq.detect.train import (
+from ghostq.detect.builders import (
     augment_from_config,
     build_loss_from_config,
     build_model_from_config,
     make_optimizer,
 )
+from ghostq.detect.data.prepare import prepare_data
+from ghostq.detect.data.torch_dataset import DetectionDataset, collate_detection
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from ghostq.core.config import Config, apply_overrides, config_hash, load_config
+from ghostq.core.config import Config, config_hash
+from ghostq.core.config_yaml import apply_overrides
 from ghostq.core.errors import ConfigError
+from ghostq.stages.config import load_config
 
 
 def _write(tmp_path: Path, text: str) -> Path:

@@ -8,11 +8,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from ghostq.compress.pipeline import compress, load_quantized
+from ghostq.compress.pipeline import load_quantized
 from ghostq.core.compress_config import CompressConfig
 from ghostq.core.config import load_config
 from ghostq.core.errors import GhostqError
-from ghostq.detect.train import train
+from ghostq.stages.compress import compress
+from ghostq.stages.train import train
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = ["data.synthetic.images=12", "data.img_size=96", "data.synthetic.size=96", "train.batch_size=4",

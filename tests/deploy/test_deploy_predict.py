@@ -33,9 +33,10 @@ def test_object_across_tile_border_is_one_detection(tmp_path: Path) -> None:
 
 def test_same_result_as_the_pytorch_path(tmp_path: Path) -> None:
     torch = pytest.importorskip("torch")
+    from ghostq.detect.predict import detect_image as torch_detect_image
+
     from ghostq.core.config import EvalConfig
     from ghostq.detect.models.output import DetectorOutput
-    from ghostq.detect.predict import detect_image as torch_detect_image
 
     class Blob(torch.nn.Module):  # the torch twin of the ONNX blob model
         head_type = "sigmoid"
@@ -161,9 +162,9 @@ def test_torch_runtime_agrees_with_onnx_runtime_on_an_exported_detector(tmp_path
     torch = pytest.importorskip("torch")
     export = pytest.importorskip("ghostq.export.onnx_export")
     from ghostq.core.config import Config
+    from ghostq.detect.builders import build_model_from_config
     from ghostq.detect.checkpoint import save_checkpoint
     from ghostq.detect.losses.robust import logit_clip_from_config
-    from ghostq.detect.train import build_model_from_config
 
     cfg = Config.model_validate({"data": {"img_size": 64}, "loss": {"logit_clip": logit_clip}})
     torch.manual_seed(0)

@@ -14,8 +14,9 @@ import torch.multiprocessing as mp
 
 from ghostq.core.config import Config, load_config
 from ghostq.core.errors import GhostqError
+from ghostq.detect.builders import lr_factor
 from ghostq.detect.checkpoint import load_checkpoint, load_detector
-from ghostq.detect.train import lr_factor, train
+from ghostq.stages.train import train
 
 REPO = Path(__file__).resolve().parents[2]
 

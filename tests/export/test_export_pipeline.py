@@ -12,8 +12,8 @@ import torch
 from export_helpers import calibrate_norms
 from typer.testing import CliRunner
 
+from ghostq.detect.builders import build_model_from_config
 from ghostq.detect.checkpoint import save_checkpoint
-from ghostq.detect.train import build_model_from_config
 from ghostq.export.onnx_export import read_metadata
 from ghostq.export.verify import ort_session
 

@@ -13,7 +13,7 @@ from ghostq.cli.app import app
 from ghostq.core.config import load_config
 from ghostq.core.errors import GhostqError
 from ghostq.deploy.report import TRT_NOTE, collect_rows
-from ghostq.pipeline import run_pipeline
+from ghostq.stages.run import run_pipeline
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -14,10 +14,12 @@ from hypothesis import strategies as st
 from pydantic import BaseModel, ConfigDict
 
 from ghostq.cli import main
-from ghostq.core.config import Config, load_config, parse_yaml, validate_sections
+from ghostq.core.config import Config, validate_sections
+from ghostq.core.config_yaml import parse_yaml
 from ghostq.core.errors import ConfigError, printable_one_line
 from ghostq.detect.losses import cls_loss_heads, list_box_losses
 from ghostq.detect.models import list_backbones
+from ghostq.stages.config import load_config
 
 REPO = Path(__file__).resolve().parents[2]
 SMOKE = REPO / "configs" / "smoke.yaml"

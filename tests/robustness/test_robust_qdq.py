@@ -277,7 +277,7 @@ sys.path.insert(0, {helpers!r})
 from export_helpers import calibrate_norms
 from ghostq.core.config import load_config
 from ghostq.detect.checkpoint import save_checkpoint
-from ghostq.detect.train import build_model_from_config
+from ghostq.detect.builders import build_model_from_config
 torch.set_num_threads(1)
 cfg = load_config(Path({config!r}), {overrides!r})
 torch.manual_seed(0)

@@ -94,12 +94,12 @@ def test_second_writer_fails_at_once_naming_the_holder(
 
 
 def test_bench_stage_and_stage_records_need_the_lock(holder: tuple[Path, subprocess.Popen], tmp_path: Path) -> None:
-    from ghostq.pipeline import bench_stage
+    from ghostq.stages.bench import bench
 
     run, proc = holder
     cfg = load_config(SMOKE, [f"run.root={tmp_path}", *TINY])
     with pytest.raises(GhostqError, match=f"run folder is locked by pid {proc.pid} "):
-        bench_stage(cfg)
+        bench(cfg)
     with pytest.raises(GhostqError, match=f"run folder is locked by pid {proc.pid} "), RunDir(run).stage("bench", "h"):
         pass
     assert not (run / "manifest.json").exists() and not (run / "bench").exists()
@@ -160,7 +160,7 @@ def test_unwritable_run_folder_fails_first(
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A finished 2-epoch run (train only) plus a compress stage recorded as done on its fp/best.pt."""
     torch.set_num_threads(1)
-    from ghostq.detect.train import train
+    from ghostq.stages.train import train
 
     root = tmp_path_factory.mktemp("runs")
     cfg = load_config(SMOKE, [f"run.root={root}", *TINY, "train.epochs=2"])
@@ -265,9 +265,10 @@ def exportable(tmp_path: Path):  # noqa: ANN201
 
 def test_failed_export_leaves_the_previous_set_whole(exportable, monkeypatch: pytest.MonkeyPatch) -> None:
     import ghostq.export.pipeline as export_pipeline
+    from ghostq.stages.export import run_export
 
     run = RunDir(exportable.run_dir)
-    first = export_pipeline.run_export(exportable)
+    first = run_export(exportable)
     assert first.out_dir == run / "export" and first.files["fp32"] == run / "export" / "model_fp32.onnx"
     assert sorted(p.name for p in (run / "export").iterdir()) == ["model_fp32.onnx", "trtexec.sh"]
     before = _snapshot(run.path / "export")
@@ -277,7 +278,7 @@ def test_failed_export_leaves_the_previous_set_whole(exportable, monkeypatch: py
 
     monkeypatch.setattr(export_pipeline, "_trt", killed)
     with pytest.raises(KeyboardInterrupt):
-        export_pipeline.run_export(exportable, force=True)
+        run_export(exportable, force=True)
     assert _snapshot(run.path / "export") == before
     assert not (run / ".export.partial").exists()
     entry = run.manifest()["stages"]["export"]
@@ -286,7 +287,7 @@ def test_failed_export_leaves_the_previous_set_whole(exportable, monkeypatch: py
 
 def test_file_modes_honour_the_umask(exportable, tmp_path: Path) -> None:
     from ghostq.detect.checkpoint import save_checkpoint
-    from ghostq.export.pipeline import run_export
+    from ghostq.stages.export import run_export
 
     old = os.umask(0o022)
     try:

@@ -7,12 +7,12 @@ from pathlib import Path
 import typer
 
 from ghostq.cli.app import app, console
-from ghostq.core.writable import require_writable_dir, require_writable_file
+from ghostq.core.writable import require_writable_file
 
 
 def load_with_compress(config: Path, overrides: list[str]):  # noqa: ANN201
     """(Config, its compress section) from a YAML + dotted overrides."""
-    from ghostq.core.config import load_config
+    from ghostq.stages.config import load_config
 
     cfg = load_config(config, overrides)
     return cfg, cfg.compress
@@ -26,11 +26,10 @@ def compress_command(
     json_out: Path = typer.Option(None, "--json", help="also write the metrics to this JSON file"),
 ) -> None:
     """Quantize the trained detector; writes runs/<name>/ghost/{best.pt,bits.json,metrics.json,bits.png}."""
-    from ghostq.compress.pipeline import compress
     from ghostq.core.atomic import atomic_write_json
+    from ghostq.stages.compress import compress
 
     cfg, ccfg = load_with_compress(config, overrides or [])
-    require_writable_dir(cfg.run_dir, "run folder")
     if json_out is not None:
         require_writable_file(json_out, "--json file")
     result = compress(cfg, ccfg, force=force)

@@ -62,12 +62,13 @@ def _evaluate_model(config: Path, overrides: list[str], model: Path, metric: str
     """Detections of the checkpoint on the config's val split, scored with `metric`."""
     import torch
 
-    from ghostq.core.config import Config, load_config
+    from ghostq.core.config import Config
     from ghostq.detect.checkpoint import load_detector
     from ghostq.detect.data.prepare import prepare_data
     from ghostq.detect.evaluate import evaluate
     from ghostq.detect.inference import make_eval_loader, predict_loader
     from ghostq.detect.losses.robust import logit_clip_from_config
+    from ghostq.stages.config import load_config
 
     cfg = load_config(config, overrides)
     net, payload = load_detector(model)

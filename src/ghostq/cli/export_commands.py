@@ -11,7 +11,6 @@ from rich.markup import escape
 
 from ghostq.cli.app import app, console
 from ghostq.core.errors import GhostqError
-from ghostq.core.writable import require_writable_dir
 
 
 @app.command("export")
@@ -35,10 +34,9 @@ def export_command(
         raise GhostqError("ghostq export needs CONFIG (or --check FILE.onnx)")
     if nms is not None and nms not in ("onnx", "trt"):
         raise GhostqError(f"unknown --nms {nms!r}: choose onnx or trt")
-    from ghostq.export.pipeline import run_export
+    from ghostq.stages.export import run_export
 
     cfg, ecfg = load_export_config(config, overrides or [])
-    require_writable_dir(cfg.run_dir, "run folder")
     with console.status("exporting"):
         result = run_export(cfg, ecfg, nms=nms, force=force)
     if result.skipped:
@@ -51,7 +49,7 @@ def export_command(
 
 def load_export_config(path: Path, overrides: list[str]) -> tuple[Any, Any]:
     """The Config and its export section."""
-    from ghostq.core.config import load_config
+    from ghostq.stages.config import load_config
 
     cfg = load_config(path, overrides)
     return cfg, cfg.export

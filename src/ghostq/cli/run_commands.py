@@ -20,8 +20,8 @@ def run_command(
     """Every stage in order (train, compress, export + verify, bench, report), skipping finished ones.
 
     Stops before any work when the run folder is in use, not writable, or was finished under a different config."""
-    from ghostq.core.config import load_config
-    from ghostq.pipeline import run_pipeline
+    from ghostq.stages.config import load_config
+    from ghostq.stages.run import run_pipeline
 
     cfg = load_config(config, overrides or [])
     summary = run_pipeline(cfg, force=force, say=lambda msg: console.print(msg, highlight=False))
@@ -31,11 +31,6 @@ def run_command(
 @app.command("report")
 def report_command(run_dir: Path = typer.Argument(..., help="run folder, e.g. runs/demo")) -> None:
     """Write report.md (+ PNG charts) from a run folder's JSON artifacts."""
-    from ghostq.core.errors import GhostqError
-    from ghostq.core.runs import RunDir
-    from ghostq.deploy.report import write_report
+    from ghostq.stages.report import report
 
-    if not (run_dir / "manifest.json").is_file():
-        raise GhostqError(f"{run_dir}: not a ghostq run folder (no manifest.json)")
-    with RunDir(run_dir).lock("ghostq report"):
-        console.print(f"wrote {write_report(run_dir)}", highlight=False)
+    console.print(f"wrote {report(run_dir)}", highlight=False)

@@ -28,8 +28,8 @@ def train_command(
     ),
 ) -> None:
     """Train the full-precision detector; writes runs/<name>/fp/{best.pt,last.pt,metrics.json,curves.png}."""
-    from ghostq.core.config import load_config
-    from ghostq.detect.train import train
+    from ghostq.stages.config import load_config
+    from ghostq.stages.train import train
 
     cfg = load_config(config, overrides or [])
     result = train(cfg, resume=resume, force=force, stop_after=stop_after)

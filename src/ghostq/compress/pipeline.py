@@ -1,40 +1,38 @@
-"""`ghostq compress`: FP checkpoint -> HQ bits -> quantized model -> PTQ / QAT / GQSD -> runs/<name>/ghost/.
+"""Compression as a library: FP detector -> HQ bits -> quantized model -> PTQ / QAT / GQSD (``compress_detector``).
 
-Writes ``ghost/best.pt`` (state dict + per-layer bits as data; rebuilt by ``load_quantized``),
-``ghost/bits.json``, ``ghost/metrics.json`` and ``ghost/bits.png`` through the run folder's ``compress`` stage.
+``write_compressed`` writes ``ghost/best.pt`` (state dict + per-layer bits as data; rebuilt by ``load_quantized``),
+``ghost/bits.json``, ``ghost/metrics.json`` and ``ghost/bits.png``; the compress stage (``ghostq.stages.compress``)
+decides when, under the run folder's lock and manifest.
 """
 
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from ghostq.core.atomic import atomic_write_json
 from ghostq.core.compress_config import CompressConfig
-from ghostq.core.config import Config, config_hash
+from ghostq.core.config import Config
 from ghostq.core.errors import GhostqError
 
-SECTIONS = ["run", "data", "model", "train", "loss", "eval"]
+if TYPE_CHECKING:
+    from ghostq.detect.data.prepare import DataSplits
+    from ghostq.detect.distributed import DistInfo
 
 
 @dataclass
-class CompressResult:
-    """Where the stage left its artifacts, its metrics and the quantized model."""
+class Compressed:
+    """A quantized detector with its metrics, chosen bits (HQ's result) and cost tables (rank 0)."""
 
-    out_dir: Path
+    model: nn.Module
     metrics: dict[str, Any]
-    model: nn.Module | None
-    skipped: bool = False
-
-
-def compress_config_of(cfg: Config, ccfg: CompressConfig | None = None) -> CompressConfig:
-    """The compress section: the one given, else the config's own."""
-    return ccfg or cfg.compress
+    hq: dict[str, Any]
+    tables: dict[str, str] = field(default_factory=dict)
 
 
 def quant_config_for(ccfg: CompressConfig, bits: dict[str, int] | None = None):  # noqa: ANN201
@@ -72,8 +70,8 @@ def build_student(fp: nn.Module, ccfg: CompressConfig, bits: dict[str, int], inp
 def load_quantized(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
     """Rebuild a quantized detector from ``ghost/best.pt`` (architecture from config, bits as data)."""
     from ghostq.compress.quantize import rebuild_quantized, share_input_quantizers
+    from ghostq.detect.builders import build_model_from_config
     from ghostq.detect.checkpoint import load_checkpoint, load_state_checked
-    from ghostq.detect.train import build_model_from_config
 
     payload = load_checkpoint(path, map_location)
     if "bits" not in payload:
@@ -90,58 +88,18 @@ def load_quantized(path: str | Path, map_location: str | torch.device = "cpu") -
     return model.eval(), payload
 
 
-def compress(cfg: Config, ccfg: CompressConfig | None = None, *, force: bool = False,
-             max_steps: int | None = None, show_progress: bool = True) -> CompressResult:
-    """Run the compress stage of ``cfg`` (skipped when current unless forced), holding the run folder's lock."""
-    import os
-    from contextlib import nullcontext
-
-    from ghostq.core.runs import RunDir
-
-    main = os.environ.get("RANK", "0") == "0"  # under torchrun only rank 0 writes, so only it locks
-    with RunDir(cfg.run_dir).lock("ghostq compress") if main else nullcontext():
-        return _compress(cfg, ccfg, force=force, max_steps=max_steps, show_progress=show_progress)
-
-
-def _compress(cfg: Config, ccfg: CompressConfig | None = None, *, force: bool = False,
-              max_steps: int | None = None, show_progress: bool = True) -> CompressResult:
-    from ghostq.compress.bits_plot import plot_bits
+def compress_detector(cfg: Config, fp: nn.Module, splits: DataSplits, info: DistInfo, device: torch.device, *,
+                      source: Path, max_steps: int | None = None, show_progress: bool = True) -> Compressed:
+    """Quantize the FP detector `fp` as ``cfg.compress`` says: HQ bits, calibration, then PTQ or QAT / GQSD
+    through the detector's Trainer. Writes nothing (the compress stage does, with ``write_compressed``)."""
     from ghostq.compress.cost import model_cost
+    from ghostq.compress.fold_bn import fold_bn
     from ghostq.compress.ptq import calibrate
     from ghostq.compress.qat import fp_step_seconds, train_quantized
-    from ghostq.core.runs import RunDir
-    from ghostq.detect.checkpoint import load_detector, save_checkpoint
-    from ghostq.detect.data.prepare import prepare_data
-    from ghostq.detect.distributed import init_distributed
     from ghostq.detect.inference import evaluate_detector, make_eval_loader
-    from ghostq.detect.train import pick_device
 
-    ccfg = compress_config_of(cfg, ccfg)
-    device = pick_device(cfg.train.device)
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
-    info = init_distributed(device)
-    if info.enabled and device.type == "cuda":
-        device = torch.device("cuda", info.local_rank)
-    run = RunDir(cfg.run_dir)
-    source = Path(ccfg.source) if ccfg.source else run.path / "fp" / "best.pt"
-    if not source.is_file():
-        raise GhostqError(f"{source}: no full-precision checkpoint to compress (run `ghostq train` first)")
-    out_dir = run.path / "ghost"
-    digest = config_hash(cfg, SECTIONS) + ":" + config_hash(ccfg)
-    if not force and run.is_current("compress", digest, [source]):
-        import json
-
-        return CompressResult(out_dir, json.loads((out_dir / "metrics.json").read_text()), None, skipped=True)
-    fp, payload = load_detector(source)
-    if info.enabled and not info.is_main:
-        torch.distributed.barrier()  # rank 0 generates / reads the data first
-    splits = prepare_data(cfg)
-    if info.enabled and info.is_main:
-        torch.distributed.barrier()
+    ccfg = cfg.compress
     shape = (1, cfg.data.in_channels, cfg.data.img_size, cfg.data.img_size)
-    from ghostq.compress.fold_bn import fold_bn
-
     hq = choose_bits(fold_bn(copy.deepcopy(fp).eval()), ccfg, shape)
     student = build_student(fp, ccfg, hq["bits"], shape)
     calib_loader = make_eval_loader(splits.train, cfg.data.img_size, cfg.data.in_channels,
@@ -171,19 +129,27 @@ def _compress(cfg: Config, ccfg: CompressConfig | None = None, *, force: bool = 
                        fp_step_seconds=round(fp_step, 4),
                        step_time_ratio=round(result.step_seconds / fp_step, 3) if fp_step else None)
     if not info.is_main:
-        return CompressResult(out_dir, metrics, model)
+        return Compressed(model, metrics, hq)
     model = model.cpu()
     q_cost, fp_cost = model_cost(model, shape), model_cost(fp.cpu(), shape)
     metrics["cost"] = {"fp32": fp_cost.totals(), "quantized": q_cost.totals()}
     metrics.update(size_mb=q_cost.size_mb, bops_g=q_cost.bops_g, avg_weight_bits=q_cost.avg_weight_bits)
-    with run.stage("compress", digest, [source]) as stage:
-        stage.add_artifact(save_checkpoint(out_dir / "best.pt", {
+    return Compressed(model, metrics, hq, {"fp32": fp_cost.table(), "quantized": q_cost.table()})
+
+
+def write_compressed(out_dir: Path, cfg: Config, classes: list[str], done: Compressed) -> list[Path]:
+    """ghost/best.pt (state dict + per-layer bits as data), bits.json, metrics.json, bits.png; the paths."""
+    from ghostq.compress.bits_plot import plot_bits
+    from ghostq.detect.checkpoint import save_checkpoint
+
+    ccfg, metrics = cfg.compress, done.metrics
+    return [
+        save_checkpoint(out_dir / "best.pt", {
             "config": cfg.model_dump(mode="json"), "compress": ccfg.model_dump(mode="json"),
-            "classes": list(payload["classes"]), "model": model.state_dict(), "bits": hq["bits"],
+            "classes": list(classes), "model": done.model.state_dict(), "bits": done.hq["bits"],
             "act_bits": ccfg.act_bits, "act_calib": ccfg.ptq.calib, "metrics": {
-                k: v for k, v in metrics.items() if k != "history"}}))
-        stage.add_artifact(atomic_write_json(out_dir / "bits.json", hq["json"]))
-        stage.add_artifact(atomic_write_json(out_dir / "metrics.json", metrics))
-        stage.add_artifact(plot_bits(hq["json"], out_dir / "bits.png"))
-    metrics["table"] = {"fp32": fp_cost.table(), "quantized": q_cost.table()}
-    return CompressResult(out_dir, metrics, model)
+                k: v for k, v in metrics.items() if k != "history"}}),
+        atomic_write_json(out_dir / "bits.json", done.hq["json"]),
+        atomic_write_json(out_dir / "metrics.json", metrics),
+        plot_bits(done.hq["json"], out_dir / "bits.png"),
+    ]

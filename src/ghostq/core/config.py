@@ -8,16 +8,29 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args, get_origin
+from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from ghostq.core.compress_config import CompressConfig
+from ghostq.core.config_yaml import apply_overrides, load_yaml
 from ghostq.core.errors import ConfigError
 from ghostq.core.export_config import ExportConfig
+from ghostq.core.spec import CONF, IOU, MAX_DET
+from ghostq.core.strict_values import boolean_misuse, non_finite, under
+
+# The validation-context key under which the stage layer passes what each registry holds (see `registered`).
+REGISTRIES = "ghostq.registries"
 
 
 class Section(BaseModel):
@@ -26,31 +39,20 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
-def _backbone_names() -> list[str] | None:
-    """Registered backbone names; None where torch (which every backbone needs) is not installed."""
-    try:
-        from ghostq.detect.models.registry import list_backbones
-    except ModuleNotFoundError:
-        return None
-    return list_backbones()
+def registry(info: ValidationInfo, kind: str) -> Any:
+    """What the registry of `kind` holds, as the stage layer passed it at load; None when not given."""
+    return ((info.context or {}).get(REGISTRIES) or {}).get(kind)
 
 
-def _cls_loss_heads() -> dict[str, tuple[str, ...]] | None:
-    """Every `loss.cls` name -> its heads, from the loss registry; None where torch is not installed."""
-    try:
-        from ghostq.detect.losses import cls_loss_heads
-    except ModuleNotFoundError:
-        return None
-    return cls_loss_heads()
+def registered(value: str, info: ValidationInfo, kind: str, what: str) -> str:
+    """`value` when the registry of `kind` names it; a ValueError listing the names otherwise.
 
-
-def _box_loss_names() -> list[str] | None:
-    """Names of the box losses, from the loss module; None where torch is not installed."""
-    try:
-        from ghostq.detect.losses import list_box_losses
-    except ModuleNotFoundError:
-        return None
-    return list_box_losses()
+    Core imports no registry (they live in the torch layers above it): `ghostq.stages.config.load_config` passes
+    them in the validation context. Validated without them (a checkpoint's stored config), names go unchecked."""
+    names = registry(info, kind)
+    if names is not None and value not in names:
+        raise ValueError(f"unknown {what} {value!r}; allowed: {', '.join(sorted(names))}")
+    return value
 
 
 class RunConfig(Section):
@@ -67,9 +69,7 @@ class SynthConfig(Section):
 
 
 class DataConfig(Section):
-    format: Literal["synthetic", "dota", "dior", "dior-r", "nwpu", "vedai", "coco"] = Field(
-        "synthetic", description="dataset format"
-    )
+    format: str = Field("synthetic", description="dataset format: synthetic, or a name of the dataset format registry")
     root: Path | None = Field(None, description="dataset root (synthetic: generated here on first use)")
     val_root: Path | None = Field(None, description="separate validation root; else `val_frac` of `root`")
     val_frac: float = Field(0.2, gt=0.0, lt=1.0, description="share of images held out for validation")
@@ -102,6 +102,11 @@ class DataConfig(Section):
             )
         return v
 
+    @field_validator("format")
+    @classmethod
+    def _registered_format(cls, v: str, info: ValidationInfo) -> str:
+        return registered(v, info, "data.format", "dataset format")
+
     @field_validator("img_size")
     @classmethod
     def _multiple_of_32(cls, v: int) -> int:
@@ -124,11 +129,8 @@ class ModelConfig(Section):
 
     @field_validator("backbone")
     @classmethod
-    def _registered_backbone(cls, v: str) -> str:
-        names = _backbone_names()
-        if names is not None and v not in names:
-            raise ValueError(f"unknown backbone {v!r}; allowed: {', '.join(names)}")
-        return v
+    def _registered_backbone(cls, v: str, info: ValidationInfo) -> str:
+        return registered(v, info, "model.backbone", "backbone")
 
     @field_validator("strides")
     @classmethod
@@ -228,19 +230,13 @@ class LossConfig(Section):
 
     @field_validator("cls")
     @classmethod
-    def _registered_cls(cls, v: str) -> str:
-        heads = _cls_loss_heads()
-        if heads is not None and v not in heads:
-            raise ValueError(f"unknown classification loss {v!r}; allowed: {', '.join(sorted(heads))}")
-        return v
+    def _registered_cls(cls, v: str, info: ValidationInfo) -> str:
+        return registered(v, info, "loss.cls", "classification loss")
 
     @field_validator("box")
     @classmethod
-    def _registered_box(cls, v: str) -> str:
-        names = _box_loss_names()
-        if names is not None and v not in names:
-            raise ValueError(f"unknown box loss {v!r}; allowed: {', '.join(names)}")
-        return v
+    def _registered_box(cls, v: str, info: ValidationInfo) -> str:
+        return registered(v, info, "loss.box", "box loss")
 
     @model_validator(mode="after")
     def _compatible(self) -> LossConfig:
@@ -253,18 +249,23 @@ class LossConfig(Section):
 
 
 class EvalConfig(Section):
-    score_threshold: float = Field(0.001, ge=0, le=1, description="minimum score kept before NMS")
-    iou_threshold: float = Field(0.6, gt=0, le=1, description="class-wise NMS IoU threshold")
-    max_det: int = Field(300, ge=1, description="detections kept per image")
+    score_threshold: float = Field(CONF, ge=0, le=1, description="minimum score kept before NMS")
+    iou_threshold: float = Field(IOU, gt=0, le=1, description="class-wise NMS IoU threshold")
+    max_det: int = Field(MAX_DET, ge=1, description="detections kept per image")
 
 
 class BenchConfig(Section):
-    backend: Literal["ort-cpu", "ort-cuda", "ort-trt"] = Field("ort-cpu", description="runtime timed by `ghostq run`")
+    backend: str = Field("ort-cpu", description="runtime timed by `ghostq run` (ghostq.core.runtime.backend_names())")
     batches: list[Annotated[int, Field(ge=1)]] = Field([1, 4], min_length=1, description="batch sizes timed")
     warmup: int = Field(10, ge=0, description="untimed runs per batch size first")
     iters: int = Field(50, ge=1, description="timed runs per batch size and model")
     threads: int = Field(0, ge=0, description="runtime CPU threads; 0 = every core")
     samples: int = Field(4, ge=0, description="val images drawn with predictions for the report")
+
+    @field_validator("backend")
+    @classmethod
+    def _registered_backend(cls, v: str, info: ValidationInfo) -> str:
+        return registered(v, info, "bench.backend", "runtime backend")
 
 
 class Config(Section):
@@ -279,8 +280,8 @@ class Config(Section):
     bench: BenchConfig = Field(default_factory=BenchConfig)
 
     @model_validator(mode="after")
-    def _head_matches_loss(self) -> Config:
-        head, loss_heads = self.model.head, _cls_loss_heads()
+    def _head_matches_loss(self, info: ValidationInfo) -> Config:
+        head, loss_heads = self.model.head, registry(info, "loss.cls")
         if loss_heads is not None and head not in loss_heads.get(self.loss.cls, (head,)):
             default = LossConfig.model_fields["cls"].default
             fits = sorted((k for k, heads in loss_heads.items() if head in heads), key=lambda k: (k != default, k))
@@ -296,183 +297,16 @@ class Config(Section):
         return self.run.root / self.run.name
 
 
-def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
-    """Load and validate a YAML config with dotted overrides; relative data paths resolve from the CWD."""
+def load_config(
+    path: str | Path, overrides: list[str] | None = None, registries: Mapping[str, Sequence[str]] | None = None
+) -> Config:
+    """Load and validate a YAML config with dotted overrides; relative data paths resolve from the CWD.
+
+    `registries` (config key -> the names its registry holds; `loss.cls` -> name -> heads) checks the pluggable
+    names; the stage layer's loader passes every registry."""
     data = apply_overrides(load_yaml(path), list(overrides or []))
-    return validate_sections(Config, data, str(path))  # type: ignore[return-value]
-
-
-# Bounds on what aliases may expand to: json / pydantic copy every alias, so `&a [*b, *b, ...]` chains explode.
-_MAX_YAML_NODES = 100_000
-_MAX_YAML_DEPTH = 64
-
-
-class StrictYAMLError(yaml.MarkedYAMLError):
-    """YAML that PyYAML reads but a config must not hold: a duplicate key, a recursive or exploding alias."""
-
-
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys, an alias inside its own anchor, and alias bombs."""
-
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
-        self._open_anchors: list[str | None] = []
-
-    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
-        """Compose as PyYAML does, refusing an alias to an anchor whose node is still open (a cycle)."""
-        event = self.peek_event()
-        if isinstance(event, yaml.AliasEvent):
-            if event.anchor in self._open_anchors:
-                raise StrictYAMLError(
-                    None, None, f"alias *{event.anchor} refers to its own anchor (a recursive structure)",
-                    event.start_mark,
-                )
-            return super().compose_node(parent, index)
-        self._open_anchors.append(getattr(event, "anchor", None))
-        try:
-            return super().compose_node(parent, index)
-        finally:
-            self._open_anchors.pop()
-
-    def get_single_node(self) -> yaml.Node | None:
-        """The document's node, refused when aliases expand it past the size or depth bounds."""
-        node = super().get_single_node()
-        if node is not None:
-            size, depth = _expanded_shape(node, {})
-            if size > _MAX_YAML_NODES or depth > _MAX_YAML_DEPTH:
-                raise StrictYAMLError(
-                    None, None,
-                    f"the document expands to {size} values nested {depth} deep "
-                    f"(limits: {_MAX_YAML_NODES} values, {_MAX_YAML_DEPTH} levels); check the aliases",
-                    node.start_mark,
-                )
-        return node
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        """Build a mapping, refusing a key written twice (merge keys `<<` may still be overridden)."""
-        seen: dict[Any, int] = {}
-        for key_node, _ in node.value:
-            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
-                continue
-            key = self.construct_object(key_node)
-            try:
-                first = seen.get(key)
-            except TypeError:
-                continue
-            if first is not None:
-                raise StrictYAMLError(
-                    None, None, f"duplicate key {key!r} (first written on line {first})", key_node.start_mark
-                )
-            seen[key] = key_node.start_mark.line + 1
-        return super().construct_mapping(node, deep=deep)
-
-
-def _expanded_shape(node: yaml.Node, memo: dict[int, tuple[int, int]]) -> tuple[int, int]:
-    """(values, depth) of a composed node once every alias is copied; memoised, so shared nodes cost once."""
-    known = memo.get(id(node))
-    if known is not None:
-        return known
-    if isinstance(node, yaml.SequenceNode):
-        children = [_expanded_shape(c, memo) for c in node.value]
-    elif isinstance(node, yaml.MappingNode):
-        children = [_expanded_shape(c, memo) for pair in node.value for c in pair]
-    else:
-        children = []
-    shape = (1 + sum(c[0] for c in children), 1 + max((c[1] for c in children), default=0))
-    memo[id(node)] = shape
-    return shape
-
-
-def parse_yaml(text: str) -> Any:
-    """Parse one YAML document strictly (no duplicate keys, no recursive or exploding aliases)."""
-    return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - _StrictLoader is a SafeLoader
-
-
-def _yaml_problem(err: yaml.YAMLError, text: str) -> tuple[int | None, str]:
-    """(1-based line or None, one-line description) of a PyYAML error."""
-    mark = getattr(err, "problem_mark", None)
-    if isinstance(err, yaml.reader.ReaderError):
-        line = text.count("\n", 0, max(err.position, 0)) + 1
-        char = ord(err.character) if isinstance(err.character, str) else err.character
-        return line, f"control character {char:#x} is not allowed"
-    problem = str(getattr(err, "problem", None) or err)
-    context, context_mark = getattr(err, "context", None), getattr(err, "context_mark", None)
-    if context and problem.startswith("but "):
-        problem = f"{context}, {problem}"
-    elif context:
-        problem += f" ({context}" + (f" on line {context_mark.line + 1})" if context_mark is not None else ")")
-    return (mark.line + 1 if mark is not None else None), " ".join(problem.split())
-
-
-def load_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping; a missing, unreadable, binary, empty or malformed file is a one-line ConfigError."""
-    path = Path(path)
-    if path.is_dir():
-        raise ConfigError(f"{path}: is a folder, not a config file")
-    if not path.is_file():
-        raise ConfigError(f"{path}: config file not found")
-    try:
-        raw = path.read_bytes()
-    except OSError as err:
-        raise ConfigError(f"{path}: cannot read the config: {err.strerror or err}") from None
-    if b"\x00" in raw:
-        line = raw[: raw.index(b"\x00")].count(b"\n") + 1
-        raise ConfigError(f"{path}:{line}: a binary file (NUL bytes), not a YAML config")
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        line = raw[: err.start].count(b"\n") + 1
-        raise ConfigError(
-            f"{path}:{line}: not UTF-8 text (byte {raw[err.start]:#04x} at offset {err.start}); save it as UTF-8"
-        ) from None
-    try:
-        data = parse_yaml(text)
-    except yaml.YAMLError as err:
-        line, problem = _yaml_problem(err, text)
-        where = f"{path}:{line}" if line is not None else str(path)
-        raise ConfigError(f"{where}: invalid YAML: {problem}") from None
-    except RecursionError:
-        raise ConfigError(f"{path}: invalid YAML: nested too deeply") from None
-    if data is None:
-        raise ConfigError(f"{path}: the config file is empty: write at least one section (e.g. `run: {{name: demo}}`)")
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: the config must be a mapping of sections, got {type(data).__name__}")
-    return data
-
-
-def apply_overrides(
-    data: dict[str, Any], overrides: list[str], source: str = "command line"
-) -> dict[str, Any]:
-    """Apply `a.b=c` overrides (value parsed as YAML) to a nested dict, returning a new dict."""
-    out = json.loads(json.dumps(_str_keys(data), default=str))
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"{source}: override {item!r} is not of the form section.key=value")
-        try:
-            value = parse_yaml(raw) if raw.strip() else None
-        except StrictYAMLError as err:
-            raise ConfigError(f"{source}: override {item!r}: {_yaml_problem(err, raw)[1]}") from None
-        except (yaml.YAMLError, RecursionError):
-            value = raw
-        parts = key.strip().split(".")
-        node = out
-        for depth, part in enumerate(parts[:-1]):
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                raise ConfigError(f"{source}: {'.'.join(parts[: depth + 1])} is a value, not a section")
-            node = child
-        node[parts[-1]] = value
-    return out
-
-
-def _str_keys(node: Any) -> Any:
-    """A copy with every mapping key as text (YAML allows dates, numbers or null as keys; JSON does not)."""
-    if isinstance(node, dict):
-        return {k if isinstance(k, str) else str(k): _str_keys(v) for k, v in node.items()}
-    if isinstance(node, (list, tuple)):
-        return [_str_keys(v) for v in node]
-    return node
+    context = {REGISTRIES: dict(registries)} if registries is not None else None
+    return validate_sections(Config, data, str(path), context)  # type: ignore[return-value]
 
 
 def format_validation_error(err: ValidationError, source: str) -> str:
@@ -497,88 +331,23 @@ def _problems(errors: list[Any]) -> list[str]:
     return problems
 
 
-def _accepts(annotation: Any, kind: type) -> bool:
-    """Whether a field annotation admits `kind` anywhere (itself, a union member, a Literal value, Any)."""
-    if annotation is kind or annotation is Any:
-        return True
-    args = get_args(annotation)
-    if get_origin(annotation) is Literal:
-        return any(type(a) is kind for a in args)
-    return any(_accepts(a, kind) for a in args if not isinstance(a, (str, int, float)))
-
-
-def _model_in(annotation: Any) -> type[BaseModel] | None:
-    """The pydantic section a field holds (directly or as `Section | None`), else None."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in get_args(annotation):
-        found = _model_in(arg) if get_origin(annotation) is not Literal else None
-        if found is not None:
-            return found
-    return None
-
-
-def _holds_bool(value: Any) -> bool:
-    if isinstance(value, bool):
-        return True
-    if isinstance(value, dict):
-        return any(_holds_bool(v) for v in value.values())
-    return isinstance(value, (list, tuple)) and any(_holds_bool(v) for v in value)
-
-
-def _boolean_misuse(model: type[BaseModel], data: Any, prefix: str = "") -> dict[str, str]:
-    """Dotted key -> problem for every true/false given to a field that is not a boolean (pydantic would
-    silently read it as 1 / 0)."""
-    problems: dict[str, str] = {}
-    if not isinstance(data, dict):
-        return problems
-    for key, value in data.items():
-        field = model.model_fields.get(key) if isinstance(key, str) else None
-        if field is None:
-            continue
-        dotted = f"{prefix}{key}"
-        section = _model_in(field.annotation)
-        if section is not None and isinstance(value, dict):
-            problems.update(_boolean_misuse(section, value, dotted + "."))
-        elif not _accepts(field.annotation, bool) and _holds_bool(value):
-            problems[dotted] = (
-                f"{dotted}: a boolean is not allowed here (got {value!r}; YAML also reads yes/no/on/off as booleans)"
-            )
-    return problems
-
-
-def _under(loc: tuple[Any, ...], dotted: str) -> bool:
-    """Whether a pydantic error location is the dotted key or inside it."""
-    key = ".".join(map(str, loc))
-    return key == dotted or key.startswith(dotted + ".")
-
-
-def _non_finite(node: Any, key: str) -> list[str]:
-    """Dotted keys of every NaN / infinite float in a validated model (sections whose base allows them too)."""
-    if isinstance(node, BaseModel):
-        return [k for name in type(node).model_fields for k in _non_finite(getattr(node, name), f"{key}.{name}")]
-    if isinstance(node, dict):
-        return [k for name, v in node.items() for k in _non_finite(v, f"{key}.{name}")]
-    if isinstance(node, (list, tuple)):
-        return [k for i, v in enumerate(node) for k in _non_finite(v, f"{key}.{i}")]
-    return [key] if isinstance(node, float) and not math.isfinite(node) else []
-
-
-def validate_sections(model: type[BaseModel], data: dict[str, Any], source: str) -> BaseModel:
+def validate_sections(
+    model: type[BaseModel], data: dict[str, Any], source: str, context: dict[str, Any] | None = None
+) -> BaseModel:
     """Validate a dict against a pydantic model, turning errors into one ConfigError.
 
     Stricter than pydantic's lax mode where lax hides mistakes: true/false is refused for numbers and text,
     and every float must be finite."""
-    misuse = _boolean_misuse(model, data)
+    misuse = boolean_misuse(model, data)
     try:
-        result = model.model_validate(data)
+        result = model.model_validate(data, context=context)
     except ValidationError as err:
         # a key already reported as a misused boolean is not reported again in pydantic's words
-        rest = [e for e in err.errors() if not any(_under(e["loc"], k) for k in misuse)]
+        rest = [e for e in err.errors() if not any(under(e["loc"], k) for k in misuse)]
         raise ConfigError(f"{source}: " + "; ".join([*misuse.values(), *_problems(rest)])) from None
     if misuse:
         raise ConfigError(f"{source}: " + "; ".join(misuse.values()))
-    bad = [k.lstrip(".") for k in _non_finite(result, "")]
+    bad = [k.lstrip(".") for k in non_finite(result, "")]
     if bad:
         raise ConfigError(f"{source}: " + "; ".join(f"{k}: Input should be a finite number" for k in bad))
     return result

@@ -1,6 +1,6 @@
-"""`ghostq export`: checkpoint -> runs/<name>/export/ (ONNX files, verify.json, trtexec.sh, engines).
+"""Export as a library: checkpoint -> a folder of ONNX files, verify.json, trtexec.sh, engines (``export_files``).
 
-Writes, through the run folder's ``export`` stage (skipped when its config and inputs are unchanged):
+Writes (the export stage, ``ghostq.stages.export``, decides when, into runs/<name>/export/):
 - ``model_fp32.onnx``, ``model_fp16.onnx`` (raw head outputs ``scores``, ``boxes``; see ``onnx_export``);
 - ``model_int8.onnx`` (TensorRT Q/DQ) and ``model_int8_cpu.onnx`` (UINT8 activations for ONNX Runtime), from
   the compressed checkpoint ``ghost/best.pt`` when there is one (``export.int8.source: auto | ghost``), else
@@ -10,28 +10,25 @@ Writes, through the run folder's ``export`` stage (skipped when its config and i
 - ``verify.json`` (``verify.verify_files``), ``trtexec.sh``; TensorRT engines (``*.plan`` + build logs,
   ``timing.cache``) when ``export.tensorrt.enabled`` and TensorRT imports.
 
-The stage is one unit: its files are built in a hidden folder beside ``export/`` that replaces it whole once
-every file is written and verified, with the run folder locked throughout. A killed export leaves the previous
-``export/`` as it was (and its manifest entry not ``done``, so the next run redoes it).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ghostq.core.atomic import atomic_write_bytes, atomic_write_json
-from ghostq.core.config import Config, config_hash
+from ghostq.core.config import Config
 from ghostq.core.errors import GhostqError
 from ghostq.core.export_config import ExportConfig
 
-SECTIONS = ["run", "data", "model", "loss", "eval"]
+if TYPE_CHECKING:
+    from ghostq.detect.data.prepare import DataSplits
 
 
 @dataclass
@@ -45,69 +42,10 @@ class ExportResult:
     skipped: bool = False
 
 
-def export_config_of(cfg: Config, ecfg: ExportConfig | None = None) -> ExportConfig:
-    """The export section: given, or ``cfg.export`` once the top-level Config carries it, else defaults."""
-    return ecfg or getattr(cfg, "export", None) or ExportConfig()
-
-
-def run_export(
-    cfg: Config, ecfg: ExportConfig | None = None, *, nms: str | None = None, force: bool = False
-) -> ExportResult:
-    """Run the export stage of ``cfg``; ``nms`` ("onnx" / "trt") overrides ``export.nms.kind``."""
-    from ghostq.core.runs import RunDir
-
-    with RunDir(cfg.run_dir).lock("ghostq export"):
-        return _run_export(cfg, export_config_of(cfg, ecfg), nms, force)
-
-
-def _run_export(cfg: Config, ecfg: ExportConfig, nms: str | None, force: bool) -> ExportResult:
-    from ghostq.core.runs import RunDir
-
-    if nms is not None:
-        ecfg = ecfg.model_copy(update={"nms": ecfg.nms.model_copy(update={"kind": nms})})
-    run = RunDir(cfg.run_dir)
-    out = run / "export"
-    source = ecfg.source or run / "fp" / "best.pt"
-    if not Path(source).is_file():
-        raise GhostqError(f"{source}: checkpoint not found (train first: ghostq train CONFIG)")
-    ghost = run / "ghost" / "best.pt"
-    int8_source = ecfg.int8.source
-    if int8_source == "ghost" and not ghost.is_file():
-        raise GhostqError(f"{ghost}: compressed checkpoint not found (export.int8.source=ghost; run ghostq compress)")
-    if int8_source == "auto":
-        int8_source = "ghost" if ghost.is_file() else "ptq"
-    compressed = run.manifest()["stages"].get("compress")
-    if ecfg.int8.enabled and int8_source == "ghost" and compressed and compressed.get("status") != "done":
-        why = compressed.get("stale_because") or compressed.get("error") or ""
-        raise GhostqError(f"{ghost}: the compress stage that wrote it is {compressed.get('status')}"
-                          f"{f' ({why})' if why else ''}; run ghostq compress first, or set export.int8.source=ptq")
-    inputs = [Path(source)] + ([ghost] if ecfg.int8.enabled and int8_source == "ghost" else [])
-    ecfg_json = json.dumps(ecfg.model_dump(mode="json"), sort_keys=True)
-    digest = hashlib.sha256((config_hash(cfg, SECTIONS) + ecfg_json).encode()).hexdigest()
-    result = ExportResult(out)
-    if not force and run.is_current("export", digest, inputs):
-        result.skipped = True
-        verify_path = out / "verify.json"
-        if verify_path.is_file():
-            result.verify = json.loads(verify_path.read_text(encoding="utf-8"))
-        return result
-    with run.stage("export", digest, inputs) as record:
-        with run.staged_folder("export") as staging:
-            old_cache = out / "timing.cache"
-            if old_cache.is_file():  # engines build faster from the previous timing cache
-                shutil.copy2(old_cache, staging / "timing.cache")
-            result.out_dir = staging
-            _export(cfg, ecfg, Path(source), ghost, int8_source, result)
-        result.out_dir = out
-        result.files = {k: out / p.relative_to(staging) if p.is_relative_to(staging) else p
-                        for k, p in result.files.items()}
-        for p in result.files.values():
-            record.add_artifact(p)
-    return result
-
-
-def _export(cfg: Config, ecfg: ExportConfig, source: Path, ghost: Path, int8_source: str,
-            result: ExportResult) -> None:
+def export_files(cfg: Config, ecfg: ExportConfig, source: Path, ghost: Path, int8_source: str,
+                 result: ExportResult, data: Callable[[], DataSplits]) -> None:
+    """Write the ONNX files (+ verify.json, trtexec.sh, engines) of checkpoint `source` into ``result.out_dir``;
+    `data` gives the splits when PTQ calibration or verification needs them."""
     import onnx
 
     from ghostq.detect.checkpoint import load_detector
@@ -133,8 +71,6 @@ def _export(cfg: Config, ecfg: ExportConfig, source: Path, ghost: Path, int8_sou
     int8_reference = None
     splits = None
     if ecfg.int8.enabled:
-        from ghostq.detect.data.prepare import prepare_data
-
         if int8_source == "ghost":
             from ghostq.compress.pipeline import load_quantized
             from ghostq.export.ghost_source import dequantized_copy, spec_from_quantized
@@ -146,7 +82,7 @@ def _export(cfg: Config, ecfg: ExportConfig, source: Path, ghost: Path, int8_sou
         else:
             from ghostq.export.qdq_export import ptq_minmax
 
-            splits = prepare_data(cfg)
+            splits = data()
             base = protos["fp32"]
             skip = [] if ecfg.int8.quantize_prediction_convs else list(model.prediction_layer_names())
             spec = ptq_minmax(base, _calib_batches(cfg, ecfg, splits.train), skip=skip)
@@ -182,10 +118,9 @@ def _export(cfg: Config, ecfg: ExportConfig, source: Path, ghost: Path, int8_sou
             result.files[key] = out / f"model_{key}.onnx"
     _trt(ecfg, result, channels, size)
     if ecfg.verify:
-        from ghostq.detect.data.prepare import prepare_data
         from ghostq.detect.inference import make_eval_loader
 
-        splits = splits or prepare_data(cfg)
+        splits = splits or data()
         loader = make_eval_loader(splits.val, size, channels, batch_size=8, workers=cfg.data.workers)
         n = ecfg.nms  # the torch side of an NMS file uses the file's own thresholds
         nms_opts = PostprocessOptions(n.score_threshold, n.iou_threshold, n.max_per_class * len(classes))

@@ -189,7 +189,7 @@ def test_paste_dataset_and_collate(tmp_path: Path) -> None:
 
 
 def test_tiny_training_with_open_set_and_logit_clip(tmp_path: Path) -> None:
-    from ghostq.detect.train import train
+    from ghostq.stages.train import train
 
     cfg = load_config(
         REPO / "configs" / "smoke.yaml",

@@ -204,8 +204,8 @@ def _cfg(**loss: object) -> object:
 
 
 def test_config_accepts_the_robust_keys_and_builds_the_loss() -> None:
+    from ghostq.detect.builders import build_loss_from_config
     from ghostq.detect.losses.open_set import OpenSetHook
-    from ghostq.detect.train import build_loss_from_config
 
     cfg = _cfg(cls="bce", logit_clip={"bound": 2.0})
     loss = build_loss_from_config(cfg, 5)
