@@ -68,10 +68,10 @@ def build_student(fp: nn.Module, ccfg: CompressConfig, bits: dict[str, int], inp
 
 
 def load_quantized(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
-    """Rebuild a quantized detector from ``ghost/best.pt`` (architecture from config, bits as data)."""
+    """Rebuild a quantized detector from ``ghost/best.pt``: architecture from its model spec, bits as data."""
     from ghostq.compress.quantize import rebuild_quantized, share_input_quantizers
-    from ghostq.detect.builders import build_model_from_config
-    from ghostq.detect.checkpoint import load_checkpoint, load_state_checked
+    from ghostq.detect.checkpoint import checkpoint_spec, load_checkpoint, load_state_checked
+    from ghostq.detect.models import build_detector_from_spec
 
     payload = load_checkpoint(path, map_location)
     if "bits" not in payload:
@@ -79,11 +79,13 @@ def load_quantized(path: str | Path, map_location: str | torch.device = "cpu") -
     bits = payload["bits"]
     if not isinstance(bits, dict) or not all(isinstance(v, int) and not isinstance(v, bool) for v in bits.values()):
         raise GhostqError(f"{path}: 'bits' must map layer names to integer bit widths")
-    data = {k: v for k, v in payload["config"].items() if k in Config.model_fields}
-    cfg = Config.model_validate(data)
-    model = build_model_from_config(cfg, len(payload["classes"]))
+    spec = checkpoint_spec(payload)
+    try:
+        model = build_detector_from_spec(spec)
+    except GhostqError as err:
+        raise GhostqError(f"{path}: {err}") from None
     rebuild_quantized(model, payload["bits"], payload.get("act_bits", 8), payload.get("act_calib", "percentile"))
-    share_input_quantizers(model, torch.zeros(1, cfg.data.in_channels, cfg.data.img_size, cfg.data.img_size))
+    share_input_quantizers(model, torch.zeros(1, spec.in_channels, spec.img_size, spec.img_size))
     load_state_checked(path, model, payload["model"], "quantized model")
     return model.eval(), payload
 
