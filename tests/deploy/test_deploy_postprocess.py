@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ghostq.deploy.postprocess import (
+from ghostq.core.detections import (
     DecodeSettings,
     Detections,
-    batched_nms,
     decode,
     decode_outputs,
     from_graph_nms,
 )
+from ghostq.core.nms import batched_nms
 
 torch = pytest.importorskip("torch")
 
@@ -93,7 +93,7 @@ def test_decode_outputs_names_the_contract() -> None:
 
 
 def test_from_flat_nms_splits_the_batch() -> None:
-    from ghostq.deploy.postprocess import from_flat_nms
+    from ghostq.core.detections import from_flat_nms
 
     det_batch = np.array([0, 1, 0, 1], np.int64)
     boxes = np.arange(16, dtype=np.float32).reshape(4, 4)

@@ -10,9 +10,10 @@ import pytest
 from onnx_models import NMS_BOXES, NMS_NUM, blob_meta, make_blob_model, make_nms_model, scene
 
 from ghostq.core.errors import GhostqError
-from ghostq.deploy import BACKENDS, DecodeSettings, available_backends, load_runtime, preprocess, unletterbox
+from ghostq.core.runtime import Backend, ModelInfo, Runtime, backend_names, register_runtime, unregister_runtime
+from ghostq.deploy import DecodeSettings, available_backends, default_backend, load_runtime, preprocess, unletterbox
+from ghostq.deploy.model_info import model_info
 from ghostq.deploy.ort_runtime import has_qdq
-from ghostq.deploy.runtimes import default_backend, model_info
 
 ort = pytest.importorskip("onnxruntime")
 
@@ -139,7 +140,8 @@ def test_bad_files_and_choices_are_one_line_errors(tmp_path: Path) -> None:
 
 def test_available_backends_say_why() -> None:
     status = available_backends()
-    assert set(status) == set(BACKENDS) and status["ort-cpu"] == "ok"
+    assert set(status) == set(backend_names()) and status["ort-cpu"] == "ok"
+    assert {"ort-cpu", "ort-cuda", "ort-trt", "trt", "torch"} <= set(status)
     for backend in ("ort-cuda", "ort-trt"):
         if "CUDAExecutionProvider" not in ort.get_available_providers():
             assert "onnxruntime-gpu" in status[backend] or "ghostq[gpu]" in status[backend]
@@ -151,6 +153,43 @@ def test_available_backends_say_why() -> None:
 def test_gpu_backend_without_gpu_build_is_a_clear_error(blob_onnx: Path) -> None:
     with pytest.raises(GhostqError, match="needs CUDAExecutionProvider.*onnxruntime-gpu"):
         load_runtime(blob_onnx, backend="ort-cuda")
+
+
+class _FakeRuntime(Runtime):
+    """A backend registered by the test: one fixed detection."""
+
+    backend = "fake"
+
+    def __init__(self, path: Path, threads: int | None, decode: DecodeSettings | None, overrides: object) -> None:
+        super().__init__(decode)
+        self.info = ModelInfo(path, 32, 3, ("thing",))
+
+    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        boxes = np.tile(np.float32([[[1, 2, 10, 12]]]), (len(batch), 1, 1))
+        return {"scores": np.full((len(batch), 1, 1), 0.9, np.float32), "boxes": boxes}
+
+
+def test_a_registered_backend_is_found_by_suffix_and_listed(tmp_path: Path) -> None:
+    model = tmp_path / "m.fake"
+    model.write_bytes(b"weights")
+    register_runtime(Backend("fake", (".fake",), _FakeRuntime, hint="nothing to install"))
+    try:
+        assert available_backends()["fake"] == "ok" and "fake" in backend_names()
+        assert default_backend(model) == "fake"
+        with load_runtime(model) as rt:
+            dets = rt.infer(np.zeros((2, 3, 32, 32), np.float32))
+        assert rt.backend == "fake" and [d.labels.tolist() for d in dets] == [[0], [0]]
+        np.testing.assert_allclose(dets[0].boxes, [[1, 2, 10, 12]])
+        register_runtime(Backend("needy", (".needy",), _FakeRuntime, ("no_such_module_here",), "pip install needy"))
+        (tmp_path / "m.needy").write_bytes(b"")
+        assert available_backends()["needy"] == "no_such_module_here is not installed (pip install needy)"
+        with pytest.raises(GhostqError, match=r"needs the no_such_module_here package \(pip install needy"):
+            load_runtime(tmp_path / "m.needy")
+    finally:
+        unregister_runtime("fake")
+        unregister_runtime("needy")
+    with pytest.raises(GhostqError, match="unknown model type '.fake'"):
+        default_backend(model)
 
 
 def _needs_provider(name: str) -> pytest.MarkDecorator:

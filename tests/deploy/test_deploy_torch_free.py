@@ -92,7 +92,7 @@ def test_torch_backend_says_torch_is_missing(tmp_path: Path) -> None:
     """
     proc = _run_without_torch(tmp_path, code)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "GhostqError backend torch needs PyTorch" in proc.stdout
+    assert 'GhostqError backend torch needs the torch package (pip install "ghostq[train]")' in proc.stdout
 
 
 def _module_level_imports(path: Path) -> set[str]:

@@ -1,17 +1,12 @@
-"""`ghostq predict`: a PyTorch checkpoint (.pt) or a deployed model (.onnx, .plan / .engine)."""
+"""`ghostq predict`: any model file a registered runtime runs (.pt, .onnx, .plan / .engine), one predict path."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import typer
 
 from ghostq.cli.app import app, console
-
-# (image paths, output folder, progress callback) -> summary
-Predictor = Callable[[list[Path], Path, Callable[[], Any]], dict[str, Any]]
 
 
 @app.command("predict")
@@ -26,9 +21,9 @@ def predict_command(
     score: float = typer.Option(0.05, "--score", min=0.0, max=1.0, help="minimum score kept"),
     iou: float = typer.Option(0.6, "--iou", min=0.01, max=1.0, help="class-wise NMS IoU threshold"),
     backend: str = typer.Option(
-        None, "--backend", help="for .onnx / engines: ort-cpu | ort-cuda | ort-trt | trt (default: by suffix)"
+        None, "--backend", help="a registered runtime: ort-cpu | ort-cuda | ort-trt | trt | torch (default: by suffix)"
     ),
-    threads: int = typer.Option(None, "--threads", min=1, help="CPU threads of ONNX Runtime"),
+    threads: int = typer.Option(None, "--threads", min=1, help="CPU threads of the runtime"),
     img_size: int = typer.Option(None, "--img-size", min=8, help="input side, when the model file lacks it"),
     channels: int = typer.Option(None, "--channels", min=1, help="input channels, when the model file lacks it"),
     classes: str = typer.Option(None, "--classes", help="class names a,b,c, when the model file lacks them"),
@@ -37,25 +32,27 @@ def predict_command(
     """Detect objects: a PNG with boxes per image, COCO-results json and DOTA Task2 result files."""
     from rich.progress import Progress
 
+    from ghostq.cli.bench_commands import model_overrides
     from ghostq.core.atomic import atomic_write_json
+    from ghostq.core.detections import DecodeSettings
     from ghostq.core.errors import GhostqError
+    from ghostq.core.runtime import load_runtime
+    from ghostq.deploy.predict import predict_paths
 
     if tile is not None and overlap >= tile:
         raise GhostqError(f"--overlap {overlap} must be smaller than --tile {tile}")
-    torch_model = model.suffix.lower() in (".pt", ".pth")
-    if torch_model and (backend not in (None, "torch") or img_size or channels or classes):
-        raise GhostqError(
-            "--backend / --img-size / --channels / --classes apply to .onnx and engine models; "
-            "a checkpoint carries its own"
-        )
     paths = _checked_outputs(inputs, out, json_path)
-    if torch_model:
-        run = _torch_predictor(model, score, iou, tile, overlap)
-    else:
-        run = _deployed_predictor(model, backend, threads, img_size, channels, classes, score, iou, tile, overlap)
+    runtime = load_runtime(
+        model,
+        backend,
+        threads=threads,
+        decode=DecodeSettings(score_threshold=score, iou_threshold=iou),
+        overrides=model_overrides(img_size, channels, classes),
+    )
     with Progress(console=console) as progress:
         task = progress.add_task("predict", total=len(paths))
-        summary = run(paths, out, lambda: progress.advance(task))
+        with runtime:
+            summary = predict_paths(runtime, paths, out, tile, overlap, progress=lambda: progress.advance(task))
     if json_path is not None:
         atomic_write_json(json_path, summary)
     console.print(f"{summary['images']} images, {summary['detections']} detections -> {out}")
@@ -76,54 +73,3 @@ def _checked_outputs(inputs: list[Path], out: Path, json_path: Path | None) -> l
             raise GhostqError(f"{json_path}: --json names an input image; give another file name")
         require_writable_file(json_path, "summary JSON (--json)")
     return paths
-
-
-def _torch_predictor(model: Path, score: float, iou: float, tile: int | None, overlap: int) -> Predictor:
-    from ghostq.core.config import Config, EvalConfig
-    from ghostq.detect.checkpoint import load_detector
-    from ghostq.detect.losses.robust import logit_clip_from_config
-    from ghostq.detect.predict import predict_paths
-
-    net, payload = load_detector(model)
-    cfg = Config.model_validate(payload["config"])
-    eval_cfg = EvalConfig(score_threshold=score, iou_threshold=iou, max_det=cfg.eval.max_det)
-
-    def run(paths: list[Path], out: Path, progress: Callable[[], Any]) -> dict[str, Any]:
-        return predict_paths(
-            net, paths, tuple(payload["classes"]), cfg.data.img_size, cfg.data.in_channels, eval_cfg, out,
-            tile=tile, overlap=overlap, progress=progress, clip=logit_clip_from_config(cfg, net.head_type),
-        )  # fmt: skip
-
-    return run
-
-
-def _deployed_predictor(
-    model: Path,
-    backend: str | None,
-    threads: int | None,
-    img_size: int | None,
-    channels: int | None,
-    classes: str | None,
-    score: float,
-    iou: float,
-    tile: int | None,
-    overlap: int,
-) -> Predictor:
-    from ghostq.cli.bench_commands import model_overrides
-    from ghostq.deploy.postprocess import DecodeSettings
-    from ghostq.deploy.predict import predict_paths
-    from ghostq.deploy.runtimes import load_runtime
-
-    runtime = load_runtime(
-        model,
-        backend,
-        threads=threads,
-        decode=DecodeSettings(score_threshold=score, iou_threshold=iou),
-        overrides=model_overrides(img_size, channels, classes),
-    )
-
-    def run(paths: list[Path], out: Path, progress: Callable[[], Any]) -> dict[str, Any]:
-        with runtime:
-            return predict_paths(runtime, paths, out, tile=tile, overlap=overlap, progress=progress)
-
-    return run

@@ -1,10 +1,10 @@
 """Tiled prediction without torch: tile windows, merging across tiles, and the result files.
 
-Shared by the PyTorch path (:mod:`ghostq.detect.predict`) and the deployed runtimes
-(:mod:`ghostq.deploy.predict`, which must run without torch), so both cut, merge and write alike.
+Used by prediction with any runtime (:mod:`ghostq.deploy.predict`, the PyTorch reference included) and by
+evaluation's result files, so every path cuts, merges and writes alike, in :class:`ghostq.core.detections.Detections`.
 
 A large aerial image (DOTA: up to ~4000 px) is cut into overlapping tiles (DOTA_devkit windows,
-:func:`ghostq.detect.data.tiling.tile_windows`); each tile is letterboxed to the network input, its detections
+:func:`tile_windows`); each tile is letterboxed to the network input, its detections
 are shifted back to image pixels, and all tiles' detections are merged with class-wise NMS. A box that touches
 an interior tile edge is usually a cut piece of an object that a neighbouring tile sees whole: in NMS an uncut
 box always ranks before a cut one, and after NMS such a piece is dropped when a different, uncut same-class
@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from ghostq.core.atomic import atomic_path, atomic_write_json
+from ghostq.core.detections import Detections
 from ghostq.core.errors import GhostqError
 from ghostq.core.image_io import load_image, load_ir
 from ghostq.core.nms import batched_nms
@@ -36,12 +37,12 @@ EDGE_MARGIN = 2.0  # px: a box this close to an interior tile edge counts as cut
 CONTAINED = 0.8  # share of a cut box's area inside a kept same-class box for the cut box to go
 CUT_PENALTY = 2.0  # subtracted from a cut box's score for the NMS order only (scores lie in [0, 1])
 Window = tuple[int, int, int, int]
-DetectFn = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]
+DetectFn = Callable[[np.ndarray], Detections]
 
 
 @dataclass
 class ImageDetections:
-    """Detections of one image in its own pixels (numpy): boxes [K,4] xyxy, scores [K], labels [K]."""
+    """Detections of one image in its own pixels (numpy), with the image's name and size (for the result files)."""
 
     file_name: str
     width: int
@@ -53,8 +54,7 @@ class ImageDetections:
 
     def rows(self) -> Iterator[tuple[list[float], float, int]]:
         """(xyxy, score, class id) per detection."""
-        return zip(self.boxes.tolist(), self.scores.tolist(), self.labels.astype(int).tolist(), strict=True)
-
+        return Detections(self.boxes, self.scores, self.labels).rows()
 
 
 def tile_windows(width: int, height: int, tile: int = 1024, overlap: int = 200) -> list[Window]:
@@ -186,18 +186,17 @@ def to_image_frame(
     return b, cut
 
 
-def merge_tiles(
-    boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray, cut: np.ndarray, iou_threshold: float, max_det: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def merge_tiles(dets: Detections, cut: np.ndarray, iou_threshold: float, max_det: int) -> Detections:
     """All tiles' detections (image pixels) -> class-wise NMS (uncut boxes rank first), cut pieces covered by
     an uncut same-class box dropped, at most ``max_det`` kept, highest score first."""
+    boxes, scores, labels = dets.boxes, dets.scores, dets.labels
     order_scores = scores.astype(np.float32) - np.float32(CUT_PENALTY) * cut.astype(np.float32)
     keep = batched_nms(boxes, order_scores, labels, iou_threshold)
     boxes, scores, labels, cut = boxes[keep], scores[keep], labels[keep], cut[keep]
     keep = drop_cut_pieces(boxes, labels, cut)
     boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
     order = np.argsort(-scores, kind="stable")[:max_det]
-    return boxes[order], scores[order], labels[order]
+    return Detections(boxes[order], scores[order], labels[order])
 
 
 def drop_cut_pieces(boxes: np.ndarray, labels: np.ndarray, cut: np.ndarray) -> np.ndarray:
@@ -279,7 +278,7 @@ def predict_files(
     progress: Callable[[], Any] | None = None,
     draw_min_score: float = 0.3,
 ) -> dict[str, Any]:
-    """Run ``detect(image) -> (boxes, scores, labels)`` on every image; write `<id>.png` with boxes,
+    """Run ``detect(image) -> Detections`` (image pixels) on every image; write `<id>.png` with boxes,
     `detections.json` (COCO results) and `dota/Task2_<class>.txt`; return a summary. Images are named by their
     path relative to the inputs' common folder (:func:`image_names`), so equal file names never merge."""
     check_output_folder(paths, out_dir)
@@ -287,8 +286,8 @@ def predict_files(
     results: list[ImageDetections] = []
     for path, (name, image_id) in zip(paths, image_names(paths), strict=True):
         image = load_input_image(path, in_channels)
-        boxes, scores, labels = detect(image)
-        det = ImageDetections(name, image.shape[1], image.shape[0], boxes, scores, labels, image_id)
+        found = detect(image)
+        det = ImageDetections(name, image.shape[1], image.shape[0], found.boxes, found.scores, found.labels, image_id)
         results.append(det)
         draw_detections(image, det, classes, out_dir / f"{image_id}.png", draw_min_score)
         if progress is not None:

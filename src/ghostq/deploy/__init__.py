@@ -1,8 +1,9 @@
-"""Deployment: runtimes (ONNX Runtime CPU / CUDA / TensorRT, TensorRT engines, PyTorch as reference),
-latency benchmark with Jetson telemetry, tiled prediction.
+"""Deployment: runtimes (ONNX Runtime CPU / CUDA / TensorRT, TensorRT engines; the PyTorch reference registers
+from ``ghostq.detect``), latency benchmark with Jetson telemetry, tiled prediction.
 
-Runs with numpy + onnxruntime (or tensorrt) + Pillow only: nothing here imports torch at import time
-(``pip install ghostq[deploy]`` on a Jetson); the ``torch`` backend imports it when it is chosen.
+Imports only ``ghostq.core``, numpy, Pillow and the runtime libraries (never torch): ``pip install ghostq[deploy]``
+on a Jetson. The runtime contract and registry live in :mod:`ghostq.core.runtime`; this package's backends register
+through the ``ghostq.runtimes`` entry points.
 
     from ghostq.deploy import load_runtime, preprocess, unletterbox
     rt = load_runtime("runs/demo/export/model_fp32.onnx")            # backend by suffix: ort-cpu
@@ -11,29 +12,26 @@ Runs with numpy + onnxruntime (or tensorrt) + Pillow only: nothing here imports 
     boxes = unletterbox(dets[0].boxes, placements[0])                 # image pixels
 """
 
-from ghostq.deploy.postprocess import DecodeSettings, Detections, batched_nms, decode, from_graph_nms
-from ghostq.deploy.preprocess import Letterbox, letterbox_image, preprocess, unletterbox
-from ghostq.deploy.runtimes import (
-    BACKENDS,
+from ghostq.core.detections import DecodeSettings, Detections
+from ghostq.core.runtime import (
     ModelInfo,
     Runtime,
     available_backends,
+    backend_names,
     default_backend,
     load_runtime,
 )
+from ghostq.deploy.preprocess import Letterbox, letterbox_image, preprocess, unletterbox
 
 __all__ = [
-    "BACKENDS",
     "DecodeSettings",
     "Detections",
     "Letterbox",
     "ModelInfo",
     "Runtime",
     "available_backends",
-    "batched_nms",
-    "decode",
+    "backend_names",
     "default_backend",
-    "from_graph_nms",
     "letterbox_image",
     "load_runtime",
     "preprocess",

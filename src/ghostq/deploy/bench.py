@@ -26,9 +26,9 @@ from typing import Any
 import numpy as np
 
 from ghostq.core.errors import GhostqError
+from ghostq.core.runtime import Runtime, default_backend, get_backend, load_runtime
 from ghostq.deploy.jetson import TegrastatsMonitor, is_jetson, summarize
-from ghostq.deploy.machine import machine_info, memory_mb
-from ghostq.deploy.runtimes import Runtime, cpu_threads_default, default_backend, load_runtime
+from ghostq.deploy.machine import cpu_threads_default, machine_info, memory_mb
 
 PERCENTILES = (50, 90, 95, 99)
 
@@ -127,9 +127,10 @@ def bench_runtime(runtime: Runtime, settings: BenchSettings) -> dict[str, Any]:
 
 
 def _open(path: str | Path, backend: str | None, settings: BenchSettings, interleaved: bool, **kw: Any) -> Runtime:
-    backend = backend or default_backend(path)
-    threads = None if backend == "trt" else settings.resolved_threads()  # ORT / torch: CPU threads fixed
-    if interleaved and backend.startswith("ort-"):
+    entry = get_backend(backend or default_backend(path))
+    backend = entry.name
+    threads = settings.resolved_threads() if entry.cpu_threads else None  # CPU backends: threads fixed
+    if interleaved and "spinning" in entry.options:
         kw.setdefault("spinning", False)  # a session's idle threads must not busy-wait while the next one runs
     return load_runtime(path, backend, threads=threads, **kw)
 

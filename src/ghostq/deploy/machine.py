@@ -107,3 +107,11 @@ def machine_info() -> dict[str, Any]:
     if jetson is not None:
         info["jetson"] = jetson
     return info
+
+
+def cpu_threads_default() -> int:
+    """Cores this process may run on (the affinity mask), the default thread count of benchmarks."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1

@@ -1,4 +1,8 @@
-"""ONNX Runtime as a runtime: the CPU, CUDA or TensorRT execution provider, fixed threads, no silent fallback."""
+"""ONNX Runtime as a runtime: the CPU, CUDA or TensorRT execution provider, fixed threads, no silent fallback.
+
+Registers the backends ``ort-cpu`` (the default for ``.onnx``), ``ort-cuda`` and ``ort-trt`` (both need the
+onnxruntime-gpu build; TensorRT falls back to CUDA, then CPU, per node).
+"""
 
 from __future__ import annotations
 
@@ -8,11 +12,23 @@ from typing import Any
 
 import numpy as np
 
+from ghostq.core.detections import DecodeSettings
 from ghostq.core.errors import GhostqError
-from ghostq.deploy.postprocess import DecodeSettings
-from ghostq.deploy.runtimes import ORT_PROVIDERS, Runtime, first_line, model_info
+from ghostq.core.runtime import Backend, Runtime
+from ghostq.deploy.model_info import model_info
 
+ORT_PROVIDERS = {
+    "ort-cpu": "CPUExecutionProvider",
+    "ort-cuda": "CUDAExecutionProvider",
+    "ort-trt": "TensorrtExecutionProvider",
+}
 INPUT_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}  # ONNX Runtime type -> what is fed
+
+
+def first_line(err: BaseException) -> str:
+    """The first line of an exception's message (at most 300 characters), for one-line errors."""
+    text = str(err).strip()
+    return (text.splitlines()[0] if text else type(err).__name__)[:300]
 
 
 def has_qdq(path: Path) -> bool:
@@ -132,3 +148,24 @@ class OrtRuntime(Runtime):
             "spinning": "default" if self.spinning is None else self.spinning,
             "onnxruntime": ort.__version__,
         }
+
+
+def _backend(name: str) -> Backend:
+    """The registry entry of one execution provider."""
+    provider = ORT_PROVIDERS[name]
+
+    def open_ort(path: Path, threads: int | None, decode: DecodeSettings | None, overrides: Any, **kw: Any) -> Runtime:
+        return OrtRuntime(path, name, threads, decode, overrides, **kw)
+
+    def probe() -> str | None:
+        import onnxruntime as ort
+
+        have = ort.get_available_providers()
+        return None if provider in have else f"onnxruntime has no {provider} (pip install ghostq[gpu])"
+
+    options = ("device_id", "trt_fp16", "trt_cache_dir", "optimization", "spinning")
+    return Backend(name, (".onnx",), open_ort, ("onnxruntime",), "pip install ghostq[deploy]",
+                   default=name == "ort-cpu", options=options, probe=probe)  # fmt: skip
+
+
+BACKENDS = tuple(_backend(name) for name in ORT_PROVIDERS)

@@ -1,9 +1,9 @@
-"""Tiled prediction with a deployed runtime (ONNX Runtime, TensorRT engine), numpy only.
+"""Tiled prediction with any registered runtime (ONNX Runtime, TensorRT engine, the PyTorch reference), numpy only.
 
-The same procedure as the PyTorch path (:mod:`ghostq.detect.predict`), sharing its torch-free parts
-(:mod:`ghostq.core.tiling`): DOTA_devkit tile windows, per-tile training letterbox, detections shifted back to
-image pixels, class-wise NMS across tiles where an uncut box ranks before a cut piece, cut pieces covered by an
-uncut same-class box dropped; a PNG with boxes per image, COCO-results json and DOTA Task2 files.
+The one predict path, whatever the model file: DOTA_devkit tile windows (:mod:`ghostq.core.tiling`), per-tile
+training letterbox, the runtime's decode, detections shifted back to image pixels, class-wise NMS across tiles
+where an uncut box ranks before a cut piece, cut pieces covered by an uncut same-class box dropped; a PNG with
+boxes per image, COCO-results json and DOTA Task2 files.
 """
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ from typing import Any
 
 import numpy as np
 
+from ghostq.core.detections import Detections
+from ghostq.core.runtime import Runtime
 from ghostq.core.tiling import list_images, merge_tiles, predict_files, prediction_windows, to_image_frame
 from ghostq.deploy.preprocess import preprocess
-from ghostq.deploy.runtimes import Runtime
 
 __all__ = ["detect_image", "list_images", "predict_paths"]
 
@@ -27,8 +28,8 @@ def detect_image(
     tile: int | None = None,
     overlap: int = 200,
     batch_size: int = 8,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Detect on one H x W x C uint8 image, tile by tile; boxes [K, 4], scores [K], labels [K] in image pixels.
+) -> Detections:
+    """Detect on one H x W x C uint8 image, tile by tile; detections in image pixels.
     Thresholds are the runtime's ``decode`` settings. A graph with a fixed batch gets chunks of exactly that
     size (the last one padded with copies, their detections ignored)."""
     info = runtime.info
@@ -51,12 +52,11 @@ def detect_image(
             all_scores.append(det.scores)
             all_labels.append(det.labels)
             all_cut.append(cut)
-    boxes, scores = np.concatenate(all_boxes), np.concatenate(all_scores)
-    labels, cut = np.concatenate(all_labels), np.concatenate(all_cut)
+    dets = Detections(np.concatenate(all_boxes), np.concatenate(all_scores), np.concatenate(all_labels))
     if len(windows) > 1:
         s = runtime.decode
-        boxes, scores, labels = merge_tiles(boxes, scores, labels, cut, s.iou_threshold, s.max_det)
-    return boxes, scores, labels
+        dets = merge_tiles(dets, np.concatenate(all_cut), s.iou_threshold, s.max_det)
+    return dets
 
 
 def predict_paths(
@@ -72,7 +72,7 @@ def predict_paths(
     (ids: paths relative to the inputs' common folder; an output folder holding inputs is refused)."""
     info = runtime.info
 
-    def detect(image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def detect(image: np.ndarray) -> Detections:
         return detect_image(runtime, image, tile, overlap, batch_size)
 
     summary = predict_files(detect, paths, info.classes, info.in_channels, out_dir, progress=progress)

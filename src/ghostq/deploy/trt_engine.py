@@ -1,5 +1,7 @@
 """A serialized TensorRT engine as a runtime (TensorRT 10 / 11 name-based I/O API), without torch or pycuda.
 
+Registers the backend ``trt`` for ``.plan`` / ``.engine`` / ``.trt`` files.
+
 Device memory and streams come from the CUDA runtime library itself (``libcudart``, through ctypes): it is
 on every machine that runs TensorRT (JetPack ships it; pip TensorRT pulls ``nvidia-cuda-runtime``), so the
 engine runs with numpy + tensorrt only. One ``run``: copy the batch into pinned host memory, then
@@ -26,9 +28,10 @@ from typing import Any
 
 import numpy as np
 
+from ghostq.core.detections import DecodeSettings
 from ghostq.core.errors import GhostqError
-from ghostq.deploy.postprocess import DecodeSettings
-from ghostq.deploy.runtimes import Runtime, model_info, sidecar_meta
+from ghostq.core.runtime import Backend, Runtime
+from ghostq.deploy.model_info import model_info, sidecar_meta
 
 _H2D, _D2H = 1, 2  # cudaMemcpyKind
 
@@ -252,3 +255,14 @@ class TrtRuntime(Runtime):
         if self.stream:
             self.cuda.lib.cudaStreamDestroy(ctypes.c_void_p(self.stream))
             self.stream = 0
+
+
+def _open_engine(path: Path, threads: int | None, decode: DecodeSettings | None, overrides: Any) -> Runtime:
+    """Registry opener: an engine takes no CPU thread count."""
+    return TrtRuntime(path, decode, overrides)
+
+
+BACKEND = Backend(
+    "trt", (".plan", ".engine", ".trt"), _open_engine, ("tensorrt",),
+    "pip install ghostq[trt]; on a Jetson it comes with JetPack", cpu_threads=False,
+)  # fmt: skip

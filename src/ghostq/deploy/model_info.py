@@ -1,72 +1,42 @@
-"""Runtimes behind one interface: ``infer(batch) -> list[Detections]``, ``run(batch) -> raw outputs``.
+"""The facts of a deployed model file: its ``ghostq.spec`` metadata, else the older ``ghostq.*`` keys, the graph's
+input shape and output names, and explicit overrides; the export contract of the outputs.
 
-Backends (:data:`BACKENDS`):
-- ``ort-cpu`` / ``ort-cuda`` / ``ort-trt``: ONNX Runtime with the CPU, CUDA or TensorRT execution provider
-  (CUDA and TensorRT need the onnxruntime-gpu build; TensorRT falls back to CUDA, then CPU, per node),
-  :mod:`ghostq.deploy.ort_runtime`;
-- ``trt``: a serialized TensorRT engine (``.plan`` / ``.engine``), :mod:`ghostq.deploy.trt_engine`;
-- ``torch``: the PyTorch checkpoint (``.pt``) as the reference, :mod:`ghostq.deploy.torch_runtime`; torch is
-  imported when that backend is chosen, never by ``import ghostq.deploy``.
-
-A batch is float32 [B, C, S, S] in [0, 1] (:func:`ghostq.deploy.preprocess.preprocess`). Model facts
-(classes, input size, channels, head, NMS in the graph) come from the ONNX ``metadata_props`` that the export
-writes (``ghostq.classes`` JSON list, ``ghostq.input_size`` JSON [h, w] or ``ghostq.img_size``,
-``ghostq.in_channels``, ``ghostq.head``, ``ghostq.nms`` "none" / "onnx" / "trt" or JSON {"kind": ...}), for an
-engine from the sidecar ``<engine>.json`` (same keys) or the same-stem ``.onnx`` beside it; what is missing
+Model facts come from the spec the export writes (``ghostq.spec``, :class:`ghostq.core.spec.ModelSpec`): classes,
+input size and channels, head, decode thresholds. Files exported before it carry separate keys (``ghostq.classes``
+JSON list, ``ghostq.input_size`` JSON [h, w] or ``ghostq.img_size``, ``ghostq.in_channels``, ``ghostq.head``);
+``ghostq.nms`` ("none" / "onnx" / "trt" or JSON {"kind": ...}) says whether NMS is in the graph. An engine's
+metadata is its sidecar ``<engine>.json`` (same keys) or the same-stem ``.onnx`` beside it. What is missing
 comes from the input shape and the output names, or from ``overrides`` (which also win over metadata).
 """
 
 from __future__ import annotations
 
 import json
-import os
-from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from ghostq.core.detections import FLAT_NMS_OUTPUTS, NMS_OUTPUTS, RAW_OUTPUTS
 from ghostq.core.errors import GhostqError
-from ghostq.deploy.postprocess import (
-    FLAT_NMS_OUTPUTS,
-    NMS_OUTPUTS,
-    RAW_OUTPUTS,
-    DecodeSettings,
-    Detections,
-    decode_outputs,
-)
+from ghostq.core.runtime import ModelInfo
+from ghostq.core.spec import METADATA_KEY, ModelSpec
 
-BACKENDS = ("ort-cpu", "ort-cuda", "ort-trt", "trt", "torch")
-ONNX_SUFFIXES = (".onnx",)
-ENGINE_SUFFIXES = (".plan", ".engine", ".trt")
-TORCH_SUFFIXES = (".pt", ".pth")
 META_PREFIX = "ghostq."
-ORT_PROVIDERS = {
-    "ort-cpu": "CPUExecutionProvider",
-    "ort-cuda": "CUDAExecutionProvider",
-    "ort-trt": "TensorrtExecutionProvider",
-}
 
 
-@dataclass(frozen=True)
-class ModelInfo:
-    """What a deployed model takes and gives. ``classes`` may be empty (unknown: ids are named class<i>)."""
-
-    path: Path
-    img_size: int
-    in_channels: int
-    classes: tuple[str, ...] = ()
-    head: str = "unknown"  # sigmoid | softmax | unknown (scores are probabilities either way)
-    nms: str = "none"  # none | onnx | trt: NMS inside the graph
-    input_name: str = "images"
-    output_names: tuple[str, ...] = ("scores", "boxes")
-    batch: int | None = None  # fixed batch size of the graph, None = dynamic
-    extra: dict[str, str] = field(default_factory=dict)  # every ghostq.* metadata entry, as stored
-
-    def class_name(self, label: int) -> str:
-        return self.classes[label] if 0 <= label < len(self.classes) else f"class{label}"
+def spec_metadata(path: Path, meta: Mapping[str, str]) -> tuple[dict[str, str], ModelSpec | None]:
+    """The ``ghostq.*`` entries, those the file's spec (when it has one) gives taken from it, and the spec."""
+    extra = {k: str(v) for k, v in meta.items() if k.startswith(META_PREFIX)}
+    if METADATA_KEY not in extra:
+        return extra, None
+    spec = ModelSpec.from_metadata(extra, str(path))
+    return {
+        **extra,
+        META_PREFIX + "classes": json.dumps(list(spec.classes)),
+        META_PREFIX + "img_size": str(spec.img_size),
+        META_PREFIX + "in_channels": str(spec.in_channels),
+        META_PREFIX + "head": spec.head,
+    }, spec
 
 
 def model_info(
@@ -82,7 +52,7 @@ def model_info(
     sizes that contradict the graph's fixed input shape, and (given ``output_shapes``) outputs outside the
     export contract, are one-line errors here rather than a failed run later."""
     ov = dict(overrides or {})
-    extra = {k: str(v) for k, v in meta.items() if k.startswith(META_PREFIX)}
+    extra, spec = spec_metadata(path, meta)
     dims = [d if isinstance(d, int) and d > 0 else None for d in input_shape]
     if len(dims) != 4:
         raise GhostqError(f"{path}: input {input_name!r} has shape {list(input_shape)}, expected [B, C, S, S]")
@@ -162,6 +132,7 @@ def model_info(
         output_names=output_names,
         batch=dims[0],
         extra=extra,
+        spec=spec,
     )
 
 
@@ -212,123 +183,6 @@ def check_outputs(path: Path, names: Sequence[str], shapes: Sequence[Sequence[An
             raise GhostqError(f"{path}: output {name!r} has shape {list(shape)}, expected {want} (x1 y1 x2 y2)")
 
 
-class Runtime(ABC):
-    """One loaded model on one backend. ``run`` gives the graph's raw outputs; ``infer`` decodes them."""
-
-    backend: str
-    info: ModelInfo
-
-    def __init__(self, decode: DecodeSettings | None = None) -> None:
-        self.decode = decode or DecodeSettings()
-
-    @abstractmethod
-    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        """Raw named outputs (numpy, on the host) for a float32 [B, C, S, S] batch."""
-
-    def infer(self, batch: np.ndarray) -> list[Detections]:
-        """Detections per image of the batch, in input pixels (map back with ``preprocess.unletterbox``)."""
-        size = self.info.img_size
-        return decode_outputs(self.run(batch), self.decode, (size, size), batch_size=len(batch))
-
-    def describe(self) -> dict[str, Any]:
-        """Backend, file and settings, for benchmark records."""
-        return {"backend": self.backend, "model": str(self.info.path), "nms": self.info.nms}
-
-    def close(self) -> None:  # noqa: B027  (optional hook)
-        """Release what the runtime holds (device memory, sessions)."""
-
-    def __enter__(self) -> Runtime:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def check_batch(self, batch: np.ndarray) -> np.ndarray:
-        """The batch as a contiguous float32 array, or a one-line error saying what shape is expected."""
-        b = np.ascontiguousarray(batch, dtype=np.float32)
-        c, s = self.info.in_channels, self.info.img_size
-        if b.ndim != 4 or b.shape[1:] != (c, s, s):
-            raise GhostqError(f"{self.info.path.name}: input must be [B, {c}, {s}, {s}], got {list(b.shape)}")
-        if self.info.batch is not None and b.shape[0] != self.info.batch:
-            raise GhostqError(
-                f"{self.info.path.name}: the graph has a fixed batch of {self.info.batch}, "
-                f"got {b.shape[0]} (export with a dynamic batch)"
-            )
-        return b
-
-
-def available_backends() -> dict[str, str]:
-    """Backend -> "ok" or why it cannot run here (without loading any model)."""
-    out: dict[str, str] = {}
-    try:
-        import onnxruntime as ort
-
-        have = ort.get_available_providers()
-        for backend, provider in ORT_PROVIDERS.items():
-            out[backend] = "ok" if provider in have else f"onnxruntime has no {provider} (pip install ghostq[gpu])"
-    except ImportError:
-        for backend in ORT_PROVIDERS:
-            out[backend] = "onnxruntime is not installed (pip install ghostq[deploy])"
-    from importlib.util import find_spec
-
-    out["trt"] = "ok" if find_spec("tensorrt") else "tensorrt is not installed (pip install ghostq[trt])"
-    out["torch"] = "ok" if find_spec("torch") else "torch is not installed (pip install \"ghostq[train]\")"
-    return out
-
-
-def default_backend(path: str | Path) -> str:
-    """The backend a model file runs on by default: .onnx -> ort-cpu, .plan/.engine -> trt, .pt -> torch."""
-    suffix = Path(path).suffix.lower()
-    if suffix in ONNX_SUFFIXES:
-        return "ort-cpu"
-    if suffix in ENGINE_SUFFIXES:
-        return "trt"
-    if suffix in TORCH_SUFFIXES:
-        return "torch"
-    raise GhostqError(f"{path}: unknown model type {suffix!r} (expected .onnx, .plan/.engine or .pt)")
-
-
-def load_runtime(
-    path: str | Path,
-    backend: str | None = None,
-    threads: int | None = None,
-    decode: DecodeSettings | None = None,
-    overrides: Mapping[str, Any] | None = None,
-    **options: Any,
-) -> Runtime:
-    """Open ``path`` on ``backend`` (default: by suffix). ``threads``: CPU threads (None = library default);
-    ``overrides``: classes / img_size / in_channels / head / nms when the file's metadata lacks them."""
-    path = Path(path)
-    backend = backend or default_backend(path)
-    if backend not in BACKENDS:
-        raise GhostqError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-    if not path.is_file():
-        raise GhostqError(f"{path}: model file not found")
-    suffix = path.suffix.lower()
-    wanted = {"trt": ENGINE_SUFFIXES, "torch": TORCH_SUFFIXES}.get(backend, ONNX_SUFFIXES)
-    if suffix not in wanted:
-        raise GhostqError(f"{path}: backend {backend} runs {'/'.join(wanted)} files, not {suffix!r}")
-    if threads is not None and threads < 1:
-        raise GhostqError(f"threads must be >= 1, got {threads}")
-    if backend.startswith("ort-"):
-        from ghostq.deploy.ort_runtime import OrtRuntime
-
-        return OrtRuntime(path, backend, threads, decode, overrides, **options)
-    if backend == "trt":
-        from ghostq.deploy.trt_engine import TrtRuntime
-
-        return TrtRuntime(path, decode, overrides, **options)
-    from ghostq.deploy.torch_runtime import TorchRuntime
-
-    return TorchRuntime(path, threads, decode, overrides, **options)
-
-
-def first_line(err: BaseException) -> str:
-    """The first line of an exception's message (at most 300 characters), for one-line errors."""
-    text = str(err).strip()
-    return (text.splitlines()[0] if text else type(err).__name__)[:300]
-
-
 def sidecar_meta(engine: Path) -> dict[str, str]:
     """ghostq.* metadata of an engine: ``<engine>.json`` (a JSON object of the same keys), else the same-stem
     ``.onnx`` beside it (:func:`onnx_metadata`), else nothing."""
@@ -368,11 +222,3 @@ def onnx_metadata(path: Path) -> dict[str, str]:
         return dict(sess.get_modelmeta().custom_metadata_map)
     except Exception:  # noqa: BLE001
         return {}
-
-
-def cpu_threads_default() -> int:
-    """Cores this process may run on (the affinity mask), the default thread count of benchmarks."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1

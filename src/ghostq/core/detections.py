@@ -1,11 +1,10 @@
-"""Detections from a deployed graph's outputs, in numpy (no torch).
+"""Detections of one image (numpy) and their decoding from a graph's outputs: one class for every inference path.
 
 Two output forms (the export contract, :mod:`ghostq.export`):
 - raw: ``scores`` [B, N, C] (class probabilities: sigmoid, or softmax's foreground part; LogitClip applied in
-  the graph) and ``boxes`` [B, N, 4] xyxy in input pixels. Decoded as :func:`ghostq.detect.postprocess.postprocess`
-  does: candidates are (point, class) pairs with score strictly above the threshold (multi-label), at most
-  ``pre_nms_topk`` of them (highest first), boxes clipped to the input, class-wise exact greedy NMS
-  (:func:`ghostq.core.nms.batched_nms`, equal to the torch one), at most ``max_det`` kept.
+  the graph) and ``boxes`` [B, N, 4] xyxy in input pixels. Candidates are (point, class) pairs with score strictly
+  above the threshold (multi-label), at most ``pre_nms_topk`` of them (highest first), boxes clipped to the
+  input, class-wise exact greedy NMS (:func:`ghostq.core.nms.batched_nms`), at most ``max_det`` kept.
 - EfficientNMS_TRT (TensorRT): ``num_detections`` [B, 1], ``detection_boxes`` [B, K, 4], ``detection_scores``
   [B, K], ``detection_classes`` [B, K]; the first ``num_detections`` rows of each image are read;
 - ONNX NonMaxSuppression with the gather in the graph: ``det_batch`` [M] (image index), ``det_boxes`` [M, 4],
@@ -16,12 +15,13 @@ on top, highest score first.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
-from ghostq.core.nms import batched_nms, nms
+from ghostq.core.nms import batched_nms
+from ghostq.core.spec import CONF, IOU, MAX_DET, PRE_NMS_TOPK, DecodeSpec
 
 __all__ = [
     "FLAT_NMS_OUTPUTS",
@@ -29,12 +29,10 @@ __all__ = [
     "RAW_OUTPUTS",
     "DecodeSettings",
     "Detections",
-    "batched_nms",
     "decode",
     "decode_outputs",
     "from_flat_nms",
     "from_graph_nms",
-    "nms",
 ]
 
 RAW_OUTPUTS = ("scores", "boxes")
@@ -54,6 +52,10 @@ class Detections:
     def __len__(self) -> int:
         return int(self.scores.shape[0])
 
+    def rows(self) -> Iterator[tuple[list[float], float, int]]:
+        """(xyxy, score, class id) per detection."""
+        return zip(self.boxes.tolist(), self.scores.tolist(), self.labels.astype(int).tolist(), strict=True)
+
     @classmethod
     def empty(cls) -> Detections:
         return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64))
@@ -61,12 +63,12 @@ class Detections:
 
 @dataclass(frozen=True)
 class DecodeSettings:
-    """Thresholds of decoding; defaults as ``EvalConfig`` (mAP evaluation wants a low score threshold)."""
+    """Thresholds of decoding; defaults from :mod:`ghostq.core.spec` (mAP evaluation wants a low score threshold)."""
 
-    score_threshold: float = 0.001  # keep (point, class) candidates whose score is > this
-    iou_threshold: float = 0.6  # class-wise NMS: suppress IoU > this
-    max_det: int = 300  # detections kept per image
-    pre_nms_topk: int = 3000  # candidates per image that enter NMS (highest scores)
+    score_threshold: float = CONF  # keep (point, class) candidates whose score is > this
+    iou_threshold: float = IOU  # class-wise NMS: suppress IoU > this
+    max_det: int = MAX_DET  # detections kept per image
+    pre_nms_topk: int = PRE_NMS_TOPK  # candidates per image that enter NMS (highest scores)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.score_threshold <= 1.0:
@@ -75,6 +77,11 @@ class DecodeSettings:
             raise ValueError(f"iou_threshold must lie in (0, 1], got {self.iou_threshold}")
         if self.max_det < 1 or self.pre_nms_topk < 1:
             raise ValueError(f"max_det and pre_nms_topk must be >= 1, got {self.max_det}, {self.pre_nms_topk}")
+
+    @classmethod
+    def from_spec(cls, spec: DecodeSpec) -> DecodeSettings:
+        """The decode settings a model spec carries."""
+        return cls(spec.conf, spec.iou, spec.max_det, spec.pre_nms_topk)
 
 
 def decode(
