@@ -21,6 +21,7 @@ from ghostq.core.config import Config
 from ghostq.core.errors import GhostqError
 
 if TYPE_CHECKING:
+    from ghostq.core.spec import ModelSpec
     from ghostq.detect.data.prepare import DataSplits
     from ghostq.detect.distributed import DistInfo
 
@@ -90,10 +91,12 @@ def load_quantized(path: str | Path, map_location: str | torch.device = "cpu") -
     return model.eval(), payload
 
 
-def compress_detector(cfg: Config, fp: nn.Module, splits: DataSplits, info: DistInfo, device: torch.device, *,
-                      source: Path, max_steps: int | None = None, show_progress: bool = True) -> Compressed:
-    """Quantize the FP detector `fp` as ``cfg.compress`` says: HQ bits, calibration, then PTQ or QAT / GQSD
-    through the detector's Trainer. Writes nothing (the compress stage does, with ``write_compressed``)."""
+def compress_detector(cfg: Config, fp: nn.Module, spec: ModelSpec, splits: DataSplits, info: DistInfo,
+                      device: torch.device, *, source: Path, max_steps: int | None = None,
+                      show_progress: bool = True) -> Compressed:
+    """Quantize the FP detector `fp` (model spec `spec`, which the quantized model shares) as ``cfg.compress``
+    says: HQ bits, calibration, then PTQ or QAT / GQSD through the detector's Trainer. Writes nothing (the
+    compress stage does, with ``write_compressed``)."""
     from ghostq.compress.cost import model_cost
     from ghostq.compress.fold_bn import fold_bn
     from ghostq.compress.ptq import calibrate
@@ -115,11 +118,11 @@ def compress_detector(cfg: Config, fp: nn.Module, splits: DataSplits, info: Dist
                                   cache_images=cfg.data.cache_images)
     metrics: dict[str, Any] = {"method": ccfg.method, "source": str(source)}
     if info.is_main:
-        fp_m = evaluate_detector(fp.to(device), val_loader, splits.val_coco(), cfg.eval, device)
+        fp_m = evaluate_detector(fp.to(device), val_loader, splits.val_coco(), spec, device)
         metrics["fp"] = {"mAP50": fp_m["mAP50"], "mAP50_95": fp_m["mAP50_95"]}
     if ccfg.method == "ptq":
         if info.is_main:
-            m = evaluate_detector(student.to(device), val_loader, splits.val_coco(), cfg.eval, device)
+            m = evaluate_detector(student.to(device), val_loader, splits.val_coco(), spec, device)
             metrics.update(mAP50=m["mAP50"], mAP50_95=m["mAP50_95"], train_seconds=0.0)
         model = student
     else:
@@ -139,7 +142,7 @@ def compress_detector(cfg: Config, fp: nn.Module, splits: DataSplits, info: Dist
     return Compressed(model, metrics, hq, {"fp32": fp_cost.table(), "quantized": q_cost.table()})
 
 
-def write_compressed(out_dir: Path, cfg: Config, classes: list[str], done: Compressed) -> list[Path]:
+def write_compressed(out_dir: Path, cfg: Config, spec: ModelSpec, done: Compressed) -> list[Path]:
     """ghost/best.pt (state dict + per-layer bits as data), bits.json, metrics.json, bits.png; the paths."""
     from ghostq.compress.bits_plot import plot_bits
     from ghostq.detect.checkpoint import save_checkpoint
@@ -148,7 +151,8 @@ def write_compressed(out_dir: Path, cfg: Config, classes: list[str], done: Compr
     return [
         save_checkpoint(out_dir / "best.pt", {
             "config": cfg.model_dump(mode="json"), "compress": ccfg.model_dump(mode="json"),
-            "classes": list(classes), "model": done.model.state_dict(), "bits": done.hq["bits"],
+            "classes": list(spec.classes), "spec": spec.to_dict(), "model": done.model.state_dict(),
+            "bits": done.hq["bits"],
             "act_bits": ccfg.act_bits, "act_calib": ccfg.ptq.calib, "metrics": {
                 k: v for k, v in metrics.items() if k != "history"}}),
         atomic_write_json(out_dir / "bits.json", done.hq["json"]),

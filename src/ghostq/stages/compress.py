@@ -36,7 +36,7 @@ def compress(cfg: Config, ccfg: CompressConfig | None = None, *, force: bool = F
 
 def _compress(s: Session, cfg: Config, *, force: bool, max_steps: int | None, show_progress: bool) -> CompressResult:
     from ghostq.compress.pipeline import compress_detector, write_compressed
-    from ghostq.detect.checkpoint import load_detector
+    from ghostq.detect.checkpoint import checkpoint_spec, load_detector
 
     source = Path(cfg.compress.source) if cfg.compress.source else s.run.path / "fp" / "best.pt"
     if not source.is_file():
@@ -47,11 +47,12 @@ def _compress(s: Session, cfg: Config, *, force: bool, max_steps: int | None, sh
         return CompressResult(out_dir, read_json(out_dir / "metrics.json"), None, skipped=True)
     fp, payload = load_detector(source)
     assert s.dist is not None and s.device is not None  # the session joined the devices
-    done = compress_detector(cfg, fp, s.data(), s.dist, s.device, source=source, max_steps=max_steps,
+    spec = checkpoint_spec(payload)
+    done = compress_detector(cfg, fp, spec, s.data(), s.dist, s.device, source=source, max_steps=max_steps,
                              show_progress=show_progress)
     if not s.is_main:
         return CompressResult(out_dir, done.metrics, done.model)
     with s.record("compress", digest, [source]) as stage:
-        for path in write_compressed(out_dir, cfg, list(payload["classes"]), done):
+        for path in write_compressed(out_dir, cfg, spec, done):
             stage.add_artifact(path)
     return CompressResult(out_dir, {**done.metrics, "table": done.tables}, done.model)
