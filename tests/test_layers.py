@@ -32,9 +32,7 @@ TORCH_FREE = ("core", "deploy")  # what goes on the Jetson without torch
 TORCH_MODULES = ("torch", "torchvision", "brevitas")
 
 # (importer, imported module) pairs that still cross a layer the wrong way, each owned by a part of issue #10.
-KNOWN_UPWARD: set[tuple[str, str]] = {
-    ("ghostq.detect.torch_runtime", "ghostq.export.fused_head"),  # part A2: the torch runtime's head (A1 moves it)
-}
+KNOWN_UPWARD: set[tuple[str, str]] = set()
 
 # Module-level import cycles still there, each the set of modules in it.
 KNOWN_CYCLES: set[frozenset[str]] = set()
@@ -240,7 +238,7 @@ def test_deploy_imports_with_torch_blocked():
 
 
 # Modules outside ghostq.export that still run the ONNX exporter (export's job).
-KNOWN_ONNX_EXPORTERS: set[str] = {"ghostq.compress.quantize"}  # part D: scale-group tracing moves to export
+KNOWN_ONNX_EXPORTERS: set[str] = set()
 
 
 def test_only_export_runs_the_onnx_exporter():

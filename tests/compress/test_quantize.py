@@ -151,17 +151,25 @@ def test_convs_of_one_scale_group_share_their_input_quantizer() -> None:
     from ghostq.compress.fold_bn import fold_bn
     from ghostq.compress.quantize import QConv2d, QuantConfig, quantize, share_input_quantizers
     from ghostq.detect.models import build_detector
+    from ghostq.export.scale_groups_trace import trace_scale_groups
 
     torch.manual_seed(0)
+    torch.set_num_threads(1)
     model = quantize(fold_bn(build_detector("csp_n", 3).eval()), QuantConfig(weight_bits=8))
     before = copy.deepcopy(model)
-    tied = share_input_quantizers(model, torch.zeros(1, 3, 64, 64))
-    assert tied > 0
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    groups = trace_scale_groups(model, torch.zeros(1, 3, 64, 64))
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in state.items())  # the trace left the model as it was
+    assert sorted(n for g in groups for n in g) == sorted(n for n, m in model.named_modules() if isinstance(m, QConv2d))
+    tied = share_input_quantizers(model, groups)
+    assert tied == sum(len(g) - 1 for g in groups) > 0
     convs = dict(model.named_modules())
     head_cls, head_box = convs["head.cls_convs.0.0.conv"], convs["head.box_convs.0.0.conv"]
     assert isinstance(head_cls, QConv2d) and head_cls.input_quant is head_box.input_quant  # same input tensor
     distinct = {id(m.input_quant) for m in model.modules() if isinstance(m, QConv2d)}
     assert len(distinct) == sum(isinstance(m, QConv2d) for m in before.modules()) - tied
+    with pytest.raises(ValueError, match="scale group names convs that are not quantized: nope"):
+        share_input_quantizers(model, [["nope"]])
 
 
 def test_quantizer_registries_give_the_config_its_allowed_values():

@@ -13,9 +13,8 @@ over patterns, and the first-conv / prediction-conv switches win over both.
 
 from __future__ import annotations
 
-import copy
 import fnmatch
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -228,41 +227,21 @@ def rebuild_quantized(model: nn.Module, bits: Mapping[str, int], act_bits: int =
 
 
 @torch.no_grad()
-def share_input_quantizers(model: nn.Module, example: torch.Tensor) -> int:
-    """Give the quantized convs of one Q/DQ scale group a single input quantizer (one learned scale).
+def share_input_quantizers(model: nn.Module, groups: Iterable[Sequence[str]]) -> int:
+    """Give the quantized convs of each scale group a single input quantizer (one learned scale).
 
     The exported INT8 graph has one scale per group of conv inputs (a tensor read by several convs; Concat,
-    MaxPool and Resize shared, ghostq.compress.scale_groups). Tying the quantizers makes QAT learn exactly the
-    scales the exported graph uses, so the INT8 file computes what the quantized model computed. The groups
-    come from a TorchScript ONNX trace of the model. Returns the number of quantizers replaced by a shared one.
+    MaxPool and Resize shared). Tying the quantizers makes QAT learn exactly the scales the exported graph uses,
+    so the INT8 file computes what the quantized model computed. ``groups`` (module names of the convs, one list
+    per group) come from the export layer (``ghostq.export.scale_groups.trace_scale_groups``) or a checkpoint.
+    Returns the number of quantizers replaced by a shared one.
     """
-    import io
-
-    import onnx
-
-    from ghostq.compress.scale_groups import conv_scale_groups
-
-    class _Outputs(nn.Module):
-        def __init__(self, model: nn.Module) -> None:
-            super().__init__()
-            self.model = model
-
-        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            out = self.model(x)
-            return out.cls_logits, out.boxes
-
     qconvs = {name: m for name, m in model.named_modules() if isinstance(m, QConv2d)}
-    plain = copy.deepcopy(model).eval()  # trace a float twin: same module names, plain Conv2d nodes
-    for name, m in qconvs.items():
-        parent_name, _, child = name.rpartition(".")
-        parent = plain.get_submodule(parent_name) if parent_name else plain
-        conv = nn.Conv2d(m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding, m.dilation, m.groups,
-                         bias=m.bias is not None)
-        setattr(parent, child, conv)
-    buf = io.BytesIO()
-    torch.onnx.export(_Outputs(plain), (example,), buf, opset_version=17, dynamo=False)
     tied = 0
-    for group in conv_scale_groups(onnx.load_from_string(buf.getvalue()), set(qconvs)):
+    for group in groups:
+        unknown = [name for name in group if name not in qconvs]
+        if unknown:
+            raise ValueError(f"scale group names convs that are not quantized: {', '.join(unknown)}")
         first = qconvs[group[0]]
         for name in group[1:]:
             if qconvs[name].input_quant is not first.input_quant:

@@ -38,7 +38,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from ghostq.compress.scale_groups import _TRANSPARENT, _groups, conv_module_name, conv_nodes  # noqa: F401 (re-exported)
+from ghostq.export.scale_groups import _TRANSPARENT, _groups, conv_module_name, conv_nodes  # noqa: F401 (re-exported)
 
 # CPU form: also Split and residual Add, so every quantized conv's (ReLU) output meets a QuantizeLinear and
 # ONNX Runtime fuses DQ -> Conv -> Relu -> Q into QLinearConv (a conv whose output reaches a Q only behind a

@@ -2,8 +2,10 @@
 
 A tensor read by several convs gets one QuantizeLinear; Concat, MaxPool and Resize are transparent (a Concat's
 inputs and output share one scale, as do SPPF's MaxPool chain and a Resize feeding a Concat). The export places
-Q/DQ by these groups (ghostq.export.qdq_export), and compression ties the input quantizers of each group's convs
-so that QAT learns exactly the scales the exported graph will use. ONNX only, no torch.
+Q/DQ by these groups (``qdq_export``); ``scale_groups_trace`` finds them for a quantized torch model (an ONNX
+trace of its float twin), and compression ties the input quantizers of each group's convs with them
+(``ghostq.compress.quantize.share_input_quantizers``), so QAT learns exactly the scales the exported graph
+uses. ONNX only, no torch.
 """
 
 from __future__ import annotations
@@ -97,3 +99,4 @@ def conv_scale_groups(model: onnx.ModelProto, conv_names: set[str]) -> list[list
     for name, node in sorted(nodes.items()):
         groups.setdefault(group_of[node.input[0]], []).append(name)
     return list(groups.values())
+
