@@ -1,7 +1,9 @@
 """`ghostq eval`: score detections against a ground truth (COCO or Pascal VOC metrics).
 
-Two modes: a detections file (`--gt` + `--dets`), or a checkpoint on the config's val split
-(`CONFIG --model PATH`), whose detections are produced in-process and then take the same path.
+Three modes: a detections file (`--gt` + `--dets`); a checkpoint on the config's val split (`CONFIG --model PATH`);
+a checkpoint alone on labelled data (`--model PATH --data ROOT --format FMT`, or `--model PATH --gt ann.json
+--images DIR`), everything about the model read from its spec. A checkpoint's detections are produced in-process
+and then take the same path as a detections file.
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ def eval_command(
     dets: Path | None = typer.Option(
         None, "--dets", help="Detections as a COCO results json: [{image_id, category_id, bbox, score}, ...]."
     ),
+    data: Path | None = typer.Option(None, "--data", help="with --model and no CONFIG: dataset folder to score on"),
+    fmt: str | None = typer.Option(None, "--format", help="format of --data (dota, dior, nwpu, vedai, coco, ...)"),
+    images: Path | None = typer.Option(None, "--images", help="with --model --gt: the folder of the json's images"),
     metric: str = typer.Option("coco", "--metric", help="coco (mAP50, mAP50:95), voc07 or voc12 (VOC AP50)."),
     json_out: Path | None = typer.Option(None, "--json", help="Also write the numbers to this JSON file."),
 ) -> None:
@@ -42,9 +47,15 @@ def eval_command(
         raise GhostqError(f"unknown --metric {metric!r}: choose one of {', '.join(METRICS)}")
     if json_out is not None:
         require_writable_file(json_out, "--json file")
-    if config is not None or model is not None:
-        if config is None or model is None or gt is not None or dets is not None:
-            raise GhostqError("evaluate a model with `ghostq eval CONFIG --model PATH` (no --gt / --dets)")
+    if model is not None and config is None:
+        if dets is not None or (gt is None) == (data is None):
+            raise GhostqError("evaluate a checkpoint alone with `ghostq eval --model PATH --data ROOT --format FMT` "
+                              "or `--model PATH --gt ann.json --images DIR` (no --dets)")
+        result = _evaluate_checkpoint(model, metric, data, fmt, gt, images)
+        title = f"{metric}: {model} on {data or gt}"
+    elif config is not None or model is not None:
+        if config is None or model is None or gt is not None or dets is not None or data is not None:
+            raise GhostqError("evaluate a model with `ghostq eval CONFIG --model PATH` (no --gt / --dets / --data)")
         result = _evaluate_model(config, overrides or [], model, metric)
         title = f"{metric}: {model} on the val split of {config.name}"
     elif gt is None or dets is None:
@@ -59,29 +70,51 @@ def eval_command(
 
 
 def _evaluate_model(config: Path, overrides: list[str], model: Path, metric: str) -> dict[str, Any]:
-    """Detections of the checkpoint on the config's val split, scored with `metric`."""
+    """Detections of the checkpoint on the config's val split (its eval thresholds), scored with `metric`."""
     import torch
 
-    from ghostq.core.config import Config
-    from ghostq.detect.checkpoint import load_detector
+    from ghostq.core.spec import DecodeSpec
     from ghostq.detect.data.prepare import prepare_data
     from ghostq.detect.evaluate import evaluate
     from ghostq.detect.inference import make_eval_loader, predict_loader
-    from ghostq.detect.losses.robust import logit_clip_from_config
     from ghostq.stages.config import load_config
 
     cfg = load_config(config, overrides)
-    net, payload = load_detector(model)
+    net, spec = load_model(model)
     splits = prepare_data(cfg)
-    if list(payload["classes"]) != list(splits.classes):
-        raise GhostqError(
-            f"{model}: trained on classes {payload['classes']}, the config's data has {splits.classes}"
-        )
-    loader = make_eval_loader(splits.val, cfg.data.img_size, cfg.data.in_channels, workers=cfg.data.workers)
+    if list(spec.classes) != list(splits.classes):
+        raise GhostqError(f"{model}: trained on classes {list(spec.classes)}, the config's data has {splits.classes}")
+    loader = make_eval_loader(splits.val, spec.img_size, spec.in_channels, workers=cfg.data.workers)
+    e = cfg.eval
     with console.status(f"detecting on {len(splits.val)} val images"):
-        clip = logit_clip_from_config(Config.model_validate(payload["config"]), net.head_type)
-        dets = predict_loader(net, loader, cfg.eval, torch.device("cpu"), clip)
+        dets = predict_loader(net, loader, spec, torch.device("cpu"),
+                              DecodeSpec(e.score_threshold, e.iou_threshold, e.max_det))
     return evaluate(splits.val_coco(), dets, metric=metric)
+
+
+def _evaluate_checkpoint(model: Path, metric: str, data: Path | None, fmt: str | None, gt: Path | None,
+                         images: Path | None) -> dict[str, Any]:
+    """The checkpoint alone (its spec) on every image of a labelled dataset."""
+    from ghostq.detect.checkpoint_eval import evaluate_model, load_eval_dataset
+
+    if data is not None and fmt is None:
+        raise GhostqError("--data needs --format FMT (the dataset's format)")
+    net, spec = load_model(model)
+    ds = load_eval_dataset(spec, root=data, fmt=fmt, gt=gt, images=images)
+    with console.status(f"detecting on {len(ds.records)} images"):
+        return evaluate_model(net, spec, ds, metric)
+
+
+def load_model(path: Path) -> tuple[Any, Any]:
+    """The model of a checkpoint (full-precision, or compressed when it holds per-layer bits) and its spec."""
+    from ghostq.detect.checkpoint import checkpoint_spec, load_checkpoint, load_detector
+
+    payload = load_checkpoint(path)
+    if "bits" in payload:
+        from ghostq.compress.pipeline import load_quantized
+
+        return load_quantized(path)[0], checkpoint_spec(payload)
+    return load_detector(path)[0], checkpoint_spec(payload)
 
 
 def _json_result(result: dict[str, Any]) -> dict[str, Any]:

@@ -1,4 +1,5 @@
 """`ghostq export`: ONNX files (FP32, FP16, INT8 Q/DQ), verify.json, trtexec.sh, TensorRT engines; and
+`ghostq export --model PATH.pt --out DIR [--calib IMAGES_DIR]`: a checkpoint alone (its spec, no config); and
 `ghostq export --check FILE.onnx`: the TensorRT Q/DQ lint (non-zero exit on any violation)."""
 
 from __future__ import annotations
@@ -24,12 +25,23 @@ def export_command(
         None, "--nms", help="add NMS files: onnx (NonMaxSuppression) or trt (EfficientNMS_TRT)"
     ),
     force: bool = typer.Option(False, "--force", help="re-export even when export/ is current"),
+    model: Path | None = typer.Option(None, "--model", help="export this checkpoint alone (no CONFIG) into --out"),
+    out: Path | None = typer.Option(None, "--out", help="with --model: folder for the ONNX files"),
+    calib: Path | None = typer.Option(
+        None, "--calib", help="with --model: folder of calibration images for the INT8 files (min-max PTQ)"
+    ),
 ) -> None:
     """Export the trained (and compressed) detector; writes runs/<name>/export/."""
     if check is not None:
         if config is not None:
             raise GhostqError("use either `ghostq export --check FILE.onnx` or `ghostq export CONFIG`")
         raise typer.Exit(_check(check))
+    if model is not None:
+        if config is not None or out is None:
+            raise GhostqError("export a checkpoint alone with `ghostq export --model PATH.pt --out DIR` (no CONFIG)")
+        raise typer.Exit(_export_checkpoint(model, out, calib, nms))
+    if out is not None or calib is not None:
+        raise GhostqError("--out and --calib go with --model PATH.pt (a CONFIG exports into its run folder)")
     if config is None:
         raise GhostqError("ghostq export needs CONFIG (or --check FILE.onnx)")
     if nms is not None and nms not in ("onnx", "trt"):
@@ -45,6 +57,27 @@ def export_command(
         console.print(escape(msg), highlight=False, soft_wrap=True)
     _report(result.verify)
     console.print(f"wrote {result.out_dir}", highlight=False)
+
+
+def _export_checkpoint(model: Path, out: Path, calib: Path | None, nms: str | None) -> int:
+    """`ghostq export --model`: the checkpoint's ONNX files with the export settings at their defaults."""
+    from ghostq.core.export_config import ExportConfig
+    from ghostq.core.writable import require_writable_dir
+    from ghostq.export.checkpoint_export import export_checkpoint
+
+    if nms is not None and nms not in ("onnx", "trt"):
+        raise GhostqError(f"unknown --nms {nms!r}: choose onnx or trt")
+    ecfg = ExportConfig()
+    if nms is not None:
+        ecfg = ecfg.model_copy(update={"nms": ecfg.nms.model_copy(update={"kind": nms})})
+    require_writable_dir(out, "--out folder")
+    with console.status("exporting"):
+        result = export_checkpoint(model, out, ecfg, calib)
+    for msg in result.messages:
+        console.print(escape(msg), highlight=False, soft_wrap=True)
+    for path in result.files.values():
+        console.print(f"wrote {path}", highlight=False)
+    return 0
 
 
 def load_export_config(path: Path, overrides: list[str]) -> tuple[Any, Any]:
