@@ -30,7 +30,7 @@ from ghostq.core.atomic import atomic_write_json, atomic_write_text
 from ghostq.core.compress_config import CompressConfig
 from ghostq.core.config import load_config
 from ghostq.core.runs import package_versions
-from ghostq.detect.checkpoint import load_detector
+from ghostq.detect.checkpoint import checkpoint_spec, load_detector
 from ghostq.detect.data.prepare import prepare_data
 from ghostq.detect.distributed import DistInfo
 from ghostq.detect.inference import evaluate_detector, make_eval_loader
@@ -83,7 +83,8 @@ def main() -> None:
     shape = (1, cfg.data.in_channels, cfg.data.img_size, cfg.data.img_size)
     val = make_eval_loader(splits.val, cfg.data.img_size, cfg.data.in_channels, cache_images=True)
     calib_loader = make_eval_loader(splits.train, cfg.data.img_size, cfg.data.in_channels, batch_size=16)
-    fp_m = evaluate_detector(fp, val, splits.val_coco(), cfg.eval, device)
+    spec = checkpoint_spec(payload)  # every row is scored as the FP model is (its LogitClip included)
+    fp_m = evaluate_detector(fp, val, splits.val_coco(), spec, device)
     fp_cost = model_cost(fp, shape)
     rows = [{"method": "fp32", "mAP50": fp_m["mAP50"], "mAP50_95": fp_m["mAP50_95"], "size_mb": fp_cost.size_mb,
              "bops_g": fp_cost.bops_g, "avg_weight_bits": fp_cost.avg_weight_bits, "train_s": 0.0,
@@ -105,7 +106,7 @@ def main() -> None:
         calibrate(student, calib_loader, ccfg.ptq.batches, ccfg.weight_scale_init, device)
         torch.manual_seed(0)
         if ccfg.method == "ptq":
-            m = evaluate_detector(student, val, splits.val_coco(), cfg.eval, device)
+            m = evaluate_detector(student, val, splits.val_coco(), spec, device)
             model, train_s, ratio = student, 0.0, None
         else:
             res = train_quantized(cfg, ccfg, student, fp, splits, DistInfo(), device, distill=ccfg.method == "ghost",
