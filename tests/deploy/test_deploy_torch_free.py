@@ -95,24 +95,16 @@ def test_torch_backend_says_torch_is_missing(tmp_path: Path) -> None:
     assert 'GhostqError backend torch needs the torch package (pip install "ghostq[train]")' in proc.stdout
 
 
-def _module_level_imports(path: Path) -> set[str]:
-    """Modules imported at module level (top-level statements, including under if / try), not in functions."""
-    tree = ast.parse(path.read_text())
+def _imports(path: Path) -> set[str]:
+    """Every module a file imports, at module level or inside functions (absolute names)."""
     names: set[str] = set()
-
-    def visit(stmts: list[ast.stmt]) -> None:
-        for node in stmts:
-            if isinstance(node, ast.Import):
-                names.update(a.name for a in node.names)
-            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                names.add(node.module)
-                names.update(f"{node.module}.{a.name}" for a in node.names)
-            elif isinstance(node, ast.If | ast.Try | ast.With):
-                for field in ("body", "orelse", "finalbody", "handlers"):
-                    for child in getattr(node, field, []):
-                        visit(child.body if isinstance(child, ast.ExceptHandler) else [child])
-
-    visit(tree.body)
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+        elif isinstance(node, ast.ImportFrom) and node.level:
+            names.add("<relative import>")
     return names
 
 
@@ -124,30 +116,29 @@ def _module_file(name: str) -> Path | None:
     return None
 
 
-def test_no_module_level_torch_import_in_deploy_or_what_it_imports() -> None:
-    # every deploy module, the torch backend included: it imports torch inside its methods only
-    start = {f"ghostq.deploy.{p.stem}" if p.stem != "__init__" else "ghostq.deploy" for p in DEPLOY.glob("*.py")}
-    seen: dict[str, str] = {}
-    todo = [(m, m) for m in sorted(start)]
+def test_deploy_imports_only_core_and_never_torch() -> None:
+    # every module of ghostq.deploy and every ghostq module they reach: no torch, nothing above core
+    todo = [f"ghostq.deploy.{p.stem}" if p.stem != "__init__" else "ghostq.deploy" for p in DEPLOY.glob("*.py")]
+    seen: set[str] = set()
     offenders = []
     while todo:
-        name, via = todo.pop()
+        name = todo.pop()
         if name in seen:
             continue
-        seen[name] = via
+        seen.add(name)
         path = _module_file(name)
         if path is None:
             continue
-        parts = name.split(".")  # importing a.b.c runs a/__init__ and a/b/__init__ too
-        todo += [(".".join(parts[:i]), via) for i in range(1, len(parts))]
-        for imp in _module_level_imports(path):
+        for imp in _imports(path):
             root = imp.split(".")[0]
-            if root in ("torch", "torchvision"):
-                offenders.append(f"{name} (reached from {via}) imports {imp}")
+            if root in ("torch", "torchvision") or imp == "<relative import>":
+                offenders.append(f"{name} imports {imp}")
             elif root == "ghostq":
-                todo.append((imp, via))
+                if not imp.startswith(("ghostq.core", "ghostq.deploy")):
+                    offenders.append(f"{name} imports {imp}")
+                todo.append(imp)
     assert not offenders, offenders
-    assert "ghostq.core.tiling" in seen and "ghostq.core.letterbox" in seen  # the walk went through
+    assert {"ghostq.core.tiling", "ghostq.core.letterbox", "ghostq.core.runtime"} <= seen  # the walk went through
 
 
 def test_cli_bench_and_predict_run_with_torch_unimportable(tmp_path: Path) -> None:
