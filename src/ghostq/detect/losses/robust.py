@@ -276,16 +276,3 @@ def clipped_class_scores(logits: torch.Tensor, head: str, clip: LogitClip | None
     else:
         raise ValueError(f"head must be 'sigmoid' or 'softmax', got {head!r}")
     return clip.rescale_scores(scores, head, logits.shape[-1]) if clip is not None else scores
-
-
-def logit_clip_from_config(cfg, head: str) -> LogitClip | None:  # noqa: ANN001 - a ghostq.core.config.Config
-    """The LogitClip the model was trained with (``loss.logit_clip``), or None.
-
-    Inference applies it too (torch evaluation, predict and the exported head alike,
-    :func:`clipped_class_scores`): the scores are those of the bounded logits the head was trained on, mapped
-    onto [0, 1], so their ranking across anchors is the one training shaped and thresholds keep their meaning.
-    """
-    section = getattr(getattr(cfg, "loss", None), "logit_clip", None)
-    if section is None:
-        return None
-    return LogitClip(section.bound, p=section.p_for(head), mode=section.mode)
