@@ -48,20 +48,20 @@ def export_files(cfg: Config, ecfg: ExportConfig, source: Path, ghost: Path, int
     `data` gives the splits when PTQ calibration or verification needs them."""
     import onnx
 
-    from ghostq.detect.checkpoint import load_detector
-    from ghostq.detect.losses.robust import logit_clip_from_config
+    from ghostq.core.spec import DecodeSpec
+    from ghostq.detect.checkpoint import checkpoint_spec, load_detector
     from ghostq.export.nms_graph import add_efficient_nms_trt, add_onnx_nms
     from ghostq.export.onnx_export import export_onnx, set_metadata
     from ghostq.export.qdq_export import write_qdq
-    from ghostq.export.verify import FileCheck, PostprocessOptions, torch_reference, verify_files
+    from ghostq.export.verify import FileCheck, torch_reference, verify_files
 
     out = result.out_dir
     model, payload = load_detector(source)
-    classes = list(payload["classes"])
-    clip = logit_clip_from_config(Config.model_validate(payload["config"]), model.head_type)
-    size, channels = cfg.data.img_size, cfg.data.in_channels
+    model_spec = checkpoint_spec(payload)
+    classes = list(model_spec.classes)
+    size, channels = model_spec.img_size, model_spec.in_channels
     meta = {"ghostq.classes": json.dumps(classes)}
-    kw = dict(img_size=size, in_channels=channels, clip=clip, opset=ecfg.opset, metadata=meta, ood=ecfg.ood)
+    kw = dict(spec=model_spec, opset=ecfg.opset, metadata=meta, ood=ecfg.ood)
     protos: dict[str, onnx.ModelProto] = {}
     protos["fp32"] = export_onnx(model, out / "model_fp32.onnx", **kw)
     result.files["fp32"] = out / "model_fp32.onnx"
@@ -78,7 +78,7 @@ def export_files(cfg: Config, ecfg: ExportConfig, source: Path, ghost: Path, int
             qmodel, _ = load_quantized(ghost)
             base = export_onnx(dequantized_copy(qmodel), None, **kw)
             spec = spec_from_quantized(qmodel)
-            int8_reference = ("quantized torch (ghost/best.pt)", torch_reference(qmodel, clip))
+            int8_reference = ("quantized torch (ghost/best.pt)", torch_reference(qmodel, model_spec))
         else:
             from ghostq.export.qdq_export import ptq_minmax
 
@@ -123,7 +123,7 @@ def export_files(cfg: Config, ecfg: ExportConfig, source: Path, ghost: Path, int
         splits = splits or data()
         loader = make_eval_loader(splits.val, size, channels, batch_size=8, workers=cfg.data.workers)
         n = ecfg.nms  # the torch side of an NMS file uses the file's own thresholds
-        nms_opts = PostprocessOptions(n.score_threshold, n.iou_threshold, n.max_per_class * len(classes))
+        nms_opts = DecodeSpec(n.score_threshold, n.iou_threshold, n.max_per_class * len(classes))
         checks = []
         for key, path in result.files.items():
             if path.suffix != ".onnx":
@@ -133,11 +133,11 @@ def export_files(cfg: Config, ecfg: ExportConfig, source: Path, ghost: Path, int
                                     reference_name=ref[0] if ref else "fp32 torch", lint=key in ("int8", "int8_nms"),
                                     opts=nms_opts if key.endswith("_nms") else None))
         e = cfg.eval
-        opts = PostprocessOptions(e.score_threshold, e.iou_threshold, e.max_det)
-        files = verify_files(checks, torch_reference(model, clip), loader, splits.val_coco(), model.strides, opts,
+        opts = DecodeSpec(e.score_threshold, e.iou_threshold, e.max_det)
+        files = verify_files(checks, torch_reference(model, model_spec), loader, splits.val_coco(), model.strides, opts,
                              max_images=ecfg.verify_images)
         doc = {"postprocess": opts.__dict__, "int8_source": int8_source if ecfg.int8.enabled else None,
-               "logit_clip": repr(clip) if clip is not None else None, "files": files}
+               "logit_clip": repr(model_spec.logit_clip) if model_spec.logit_clip else None, "files": files}
         if ecfg.int8.enabled and int8_source == "ptq":
             doc["note"] = ("INT8 from a min-max PTQ of the FP32 graph: its mAP50_torch is the FP32 torch model's "
                            "(no quantized torch model exists for it)")
