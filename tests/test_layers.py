@@ -38,7 +38,7 @@ KNOWN_UPWARD: set[tuple[str, str]] = set()
 KNOWN_CYCLES: set[frozenset[str]] = set()
 
 # Files over MAX_LINES still waiting for a split (path relative to src/ghostq).
-KNOWN_LONG: set[str] = {"detect/data/synthetic_scene.py"}
+KNOWN_LONG: set[str] = set()
 
 
 @dataclass(frozen=True)

@@ -45,7 +45,8 @@ class Patch:
 
 def synthetic_patches(n: int = 64, seed: int = 0) -> list[Patch]:
     """``n`` distractors of the synthetic generator, kinds in turn, cropped to their drawn pixels."""
-    from ghostq.detect.data.synthetic_scene import Canvas, Scene, clutter
+    from ghostq.detect.data.synthetic_clutter import clutter
+    from ghostq.detect.data.synthetic_scene import Canvas, Scene
 
     patches: list[Patch] = []
     rng = np.random.default_rng(seed)

@@ -10,6 +10,7 @@ import math
 import numpy as np
 from PIL import Image, ImageDraw
 
+from ghostq.detect.data import synthetic_clutter as clt
 from ghostq.detect.data import synthetic_scene as scn
 from ghostq.detect.data.synthetic_objects import large_vehicle, plane, ship, small_vehicle, storage_tank
 from ghostq.detect.data.synthetic_scene import Canvas, Scene, jitter, rect, shade, to_image
@@ -141,9 +142,9 @@ def _buildings(sc: Scene, n: int, big: bool) -> None:
                 + d * rng.uniform(-0.7, 0.7) * s
                 + np.array([-d[1], d[0]]) * side * (width / 2 + rng.uniform(5, 18) + b / 2)
             )
-            scn.building(sc, p[0], p[1], math.atan2(d[1], d[0]), a, b)
+            clt.building(sc, p[0], p[1], math.atan2(d[1], d[0]), a, b)
         else:
-            scn.building(sc, *rng.uniform(0, s, 2), sc.theta + rng.integers(2) * math.pi / 2, a, b)
+            clt.building(sc, *rng.uniform(0, s, 2), sc.theta + rng.integers(2) * math.pi / 2, a, b)
 
 
 def _plan(sc: Scene, canvas: Canvas, paved_img: Image.Image, theme: str) -> None:
@@ -197,17 +198,17 @@ def _plan(sc: Scene, canvas: Canvas, paved_img: Image.Image, theme: str) -> None
         ("containers", 2 if theme in ("harbor", "industrial") else 0.2),
     ):
         for _ in range(sc.count(mean)):
-            scn.clutter(sc, kind, *rng.uniform(0, s, 2))
+            clt.clutter(sc, kind, *rng.uniform(0, s, 2))
     for _ in range(sc.count(3)):  # tree clusters
         c, spread = rng.uniform(0, s, 2), rng.uniform(8, 30)
         for _ in range(int(rng.integers(4, 20))):
-            scn.tree(sc, *(c + rng.normal(0, spread, 2)), rng.uniform(3, 9))
+            clt.tree(sc, *(c + rng.normal(0, spread, 2)), rng.uniform(3, 9))
     for centre, d, width in sc.roads:  # street trees that overhang parked cars
         if rng.random() < 0.4:
             side = 1 if rng.random() < 0.5 else -1
             for t in np.arange(-s, s, rng.uniform(12, 22)):
                 p = centre + d * t + np.array([-d[1], d[0]]) * side * (width / 2 + rng.uniform(0, 4))
-                scn.tree(sc, p[0], p[1], rng.uniform(4, 7), street=True)
+                clt.tree(sc, p[0], p[1], rng.uniform(4, 7), street=True)
 
 
 # ----------------------------------------------------------------------------------------------- render
