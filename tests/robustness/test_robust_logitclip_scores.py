@@ -149,7 +149,7 @@ def test_no_clip_scores_unchanged() -> None:
 @pytest.mark.parametrize("head", ["sigmoid", "softmax"])
 def test_onnx_head_and_torch_path_agree(tmp_path, head: str) -> None:  # noqa: ANN001
     ort = pytest.importorskip("onnxruntime")
-    from ghostq.deploy.postprocess import DecodeSettings, decode
+    from ghostq.core.detections import DecodeSettings, decode
     from ghostq.export.onnx_export import export_onnx
 
     torch.manual_seed(0)
