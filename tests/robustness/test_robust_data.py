@@ -217,7 +217,7 @@ def test_label_file_linked_to_dev_zero_or_a_fifo_is_skipped_with_a_message(tmp_p
 
 
 def test_an_annotation_file_over_the_size_limit_is_refused(tmp_path, monkeypatch):
-    import ghostq.detect.data.formats as formats
+    import ghostq.detect.data.formats.common as formats
 
     root = _dota(tmp_path / "ds", [DOTA_OK] * 10)
     monkeypatch.setattr(formats, "MAX_ANNOTATION_BYTES", 100)
