@@ -34,6 +34,7 @@ from ghostq.detect.checkpoint import checkpoint_spec, load_detector
 from ghostq.detect.data.prepare import prepare_data
 from ghostq.detect.distributed import DistInfo
 from ghostq.detect.inference import evaluate_detector, make_eval_loader
+from ghostq.export.scale_groups_trace import trace_scale_groups
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -102,7 +103,7 @@ def main() -> None:
 
         hq = choose_bits(fold_bn(copy.deepcopy(fp).eval()), ccfg, shape)
         bits_json[name] = hq["json"]
-        student = build_student(fp, ccfg, hq["bits"], shape)
+        student, _ = build_student(fp, ccfg, hq["bits"], shape, trace_scale_groups)
         calibrate(student, calib_loader, ccfg.ptq.batches, ccfg.weight_scale_init, device)
         torch.manual_seed(0)
         if ccfg.method == "ptq":

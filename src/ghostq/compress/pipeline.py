@@ -8,6 +8,7 @@ decides when, under the run folder's lock and manifest.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,6 +20,10 @@ from ghostq.core.atomic import atomic_write_json
 from ghostq.core.compress_config import CompressConfig
 from ghostq.core.config import Config
 from ghostq.core.errors import GhostqError
+
+# Scale groups of a quantized model (export's ONNX trace; compress does not run the exporter): model, example ->
+# the conv names of each group.
+ScaleGroupTracer = Callable[[nn.Module, torch.Tensor], list[list[str]]]
 
 if TYPE_CHECKING:
     from ghostq.core.spec import ModelSpec
@@ -33,6 +38,7 @@ class Compressed:
     model: nn.Module
     metrics: dict[str, Any]
     hq: dict[str, Any]
+    scale_groups: list[list[str]]  # convs sharing one input quantizer (saved: loading needs no trace)
     tables: dict[str, str] = field(default_factory=dict)
 
 
@@ -58,14 +64,17 @@ def choose_bits(folded: nn.Module, ccfg: CompressConfig, input_shape: tuple[int,
     return hq_bits(folded, quant_config_for(ccfg), input_shape, hq)
 
 
-def build_student(fp: nn.Module, ccfg: CompressConfig, bits: dict[str, int], input_shape: tuple[int, ...]) -> nn.Module:
-    """Fold BN into a copy of the FP model, quantize it with the chosen bits, tie shared input quantizers."""
+def build_student(fp: nn.Module, ccfg: CompressConfig, bits: dict[str, int], input_shape: tuple[int, ...],
+                  trace: ScaleGroupTracer) -> tuple[nn.Module, list[list[str]]]:
+    """Fold BN into a copy of the FP model, quantize it with the chosen bits, and tie the input quantizers of each
+    scale group (`trace`: the export layer's ``trace_scale_groups``); the student and its groups (saved with it)."""
     from ghostq.compress.fold_bn import fold_bn
     from ghostq.compress.quantize import quantize, share_input_quantizers
 
     student = quantize(fold_bn(copy.deepcopy(fp).eval()), quant_config_for(ccfg, bits))
-    share_input_quantizers(student, torch.zeros(input_shape))
-    return student
+    groups = trace(student, torch.zeros(input_shape))
+    share_input_quantizers(student, groups)
+    return student, groups
 
 
 def load_quantized(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
@@ -86,13 +95,13 @@ def load_quantized(path: str | Path, map_location: str | torch.device = "cpu") -
     except GhostqError as err:
         raise GhostqError(f"{path}: {err}") from None
     rebuild_quantized(model, payload["bits"], payload.get("act_bits", 8), payload.get("act_calib", "percentile"))
-    share_input_quantizers(model, torch.zeros(1, spec.in_channels, spec.img_size, spec.img_size))
+    share_input_quantizers(model, payload.get("scale_groups", []))
     load_state_checked(path, model, payload["model"], "quantized model")
     return model.eval(), payload
 
 
 def compress_detector(cfg: Config, fp: nn.Module, spec: ModelSpec, splits: DataSplits, info: DistInfo,
-                      device: torch.device, *, source: Path, max_steps: int | None = None,
+                      device: torch.device, trace: ScaleGroupTracer, *, source: Path, max_steps: int | None = None,
                       show_progress: bool = True) -> Compressed:
     """Quantize the FP detector `fp` (model spec `spec`, which the quantized model shares) as ``cfg.compress``
     says: HQ bits, calibration, then PTQ or QAT / GQSD through the detector's Trainer. Writes nothing (the
@@ -106,7 +115,7 @@ def compress_detector(cfg: Config, fp: nn.Module, spec: ModelSpec, splits: DataS
     ccfg = cfg.compress
     shape = (1, cfg.data.in_channels, cfg.data.img_size, cfg.data.img_size)
     hq = choose_bits(fold_bn(copy.deepcopy(fp).eval()), ccfg, shape)
-    student = build_student(fp, ccfg, hq["bits"], shape)
+    student, groups = build_student(fp, ccfg, hq["bits"], shape, trace)
     calib_loader = make_eval_loader(splits.train, cfg.data.img_size, cfg.data.in_channels,
                                     batch_size=ccfg.batch_size or cfg.train.batch_size,
                                     cache_images=cfg.data.cache_images)
@@ -134,12 +143,12 @@ def compress_detector(cfg: Config, fp: nn.Module, spec: ModelSpec, splits: DataS
                        fp_step_seconds=round(fp_step, 4),
                        step_time_ratio=round(result.step_seconds / fp_step, 3) if fp_step else None)
     if not info.is_main:
-        return Compressed(model, metrics, hq)
+        return Compressed(model, metrics, hq, groups)
     model = model.cpu()
     q_cost, fp_cost = model_cost(model, shape), model_cost(fp.cpu(), shape)
     metrics["cost"] = {"fp32": fp_cost.totals(), "quantized": q_cost.totals()}
     metrics.update(size_mb=q_cost.size_mb, bops_g=q_cost.bops_g, avg_weight_bits=q_cost.avg_weight_bits)
-    return Compressed(model, metrics, hq, {"fp32": fp_cost.table(), "quantized": q_cost.table()})
+    return Compressed(model, metrics, hq, groups, {"fp32": fp_cost.table(), "quantized": q_cost.table()})
 
 
 def write_compressed(out_dir: Path, cfg: Config, spec: ModelSpec, done: Compressed) -> list[Path]:
@@ -152,7 +161,7 @@ def write_compressed(out_dir: Path, cfg: Config, spec: ModelSpec, done: Compress
         save_checkpoint(out_dir / "best.pt", {
             "config": cfg.model_dump(mode="json"), "compress": ccfg.model_dump(mode="json"),
             "classes": list(spec.classes), "spec": spec.to_dict(), "model": done.model.state_dict(),
-            "bits": done.hq["bits"],
+            "bits": done.hq["bits"], "scale_groups": done.scale_groups,
             "act_bits": ccfg.act_bits, "act_calib": ccfg.ptq.calib, "metrics": {
                 k: v for k, v in metrics.items() if k != "history"}}),
         atomic_write_json(out_dir / "bits.json", done.hq["json"]),

@@ -37,6 +37,7 @@ def compress(cfg: Config, ccfg: CompressConfig | None = None, *, force: bool = F
 def _compress(s: Session, cfg: Config, *, force: bool, max_steps: int | None, show_progress: bool) -> CompressResult:
     from ghostq.compress.pipeline import compress_detector, write_compressed
     from ghostq.detect.checkpoint import checkpoint_spec, load_detector
+    from ghostq.export.scale_groups_trace import trace_scale_groups
 
     source = Path(cfg.compress.source) if cfg.compress.source else s.run.path / "fp" / "best.pt"
     if not source.is_file():
@@ -48,8 +49,8 @@ def _compress(s: Session, cfg: Config, *, force: bool, max_steps: int | None, sh
     fp, payload = load_detector(source)
     assert s.dist is not None and s.device is not None  # the session joined the devices
     spec = checkpoint_spec(payload)
-    done = compress_detector(cfg, fp, spec, s.data(), s.dist, s.device, source=source, max_steps=max_steps,
-                             show_progress=show_progress)
+    done = compress_detector(cfg, fp, spec, s.data(), s.dist, s.device, trace_scale_groups, source=source,
+                             max_steps=max_steps, show_progress=show_progress)
     if not s.is_main:
         return CompressResult(out_dir, done.metrics, done.model)
     with s.record("compress", digest, [source]) as stage:
