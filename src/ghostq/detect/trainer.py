@@ -1,4 +1,4 @@
-"""The one training loop: epochs, validation, checkpoints (entry points: ghostq.detect.train, ghostq.compress.qat).
+"""The one training loop: epochs, validation, checkpoints (used by ghostq.stages.train and ghostq.compress.qat).
 
 FP training and QAT / GQSD share it; what a stage adds (a teacher, extra loss terms, a switch gate, its own
 optimizer groups, a shorter schedule) comes in through `TrainHooks` and `Schedule`, the way ModelOpt's
