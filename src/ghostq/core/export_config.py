@@ -10,6 +10,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from ghostq.core.spec import DEPLOY_CONF, DEPLOY_MAX_DET, IOU
+
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
@@ -19,10 +21,10 @@ class NMSSection(_Section):
     kind: Literal["none", "onnx", "trt"] = Field(
         "none", description="none: raw scores/boxes; onnx: NonMaxSuppression + gather; trt: EfficientNMS_TRT plugin"
     )
-    score_threshold: float = Field(0.25, ge=0, le=1, description="candidates need a score above this")
-    iou_threshold: float = Field(0.6, gt=0, le=1, description="class-wise NMS IoU threshold")
-    max_per_class: int = Field(100, ge=1, description="onnx NMS: boxes kept per class and image")
-    max_det: int = Field(100, ge=1, description="trt NMS: detections per image (fixed output size)")
+    score_threshold: float = Field(DEPLOY_CONF, ge=0, le=1, description="candidates need a score above this")
+    iou_threshold: float = Field(IOU, gt=0, le=1, description="class-wise NMS IoU threshold")
+    max_per_class: int = Field(DEPLOY_MAX_DET, ge=1, description="onnx NMS: boxes kept per class and image")
+    max_det: int = Field(DEPLOY_MAX_DET, ge=1, description="trt NMS: detections per image (fixed output size)")
 
 
 class Int8Section(_Section):

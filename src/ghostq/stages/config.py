@@ -14,6 +14,7 @@ from ghostq.core.config import Config
 def registries() -> dict[str, Sequence[str] | Mapping[str, Any]]:
     """Config key -> the names its registry holds (`loss.cls`: name -> the heads it fits)."""
     from ghostq.compress.quantizers import act_quantizer_names, weight_scale_init_names
+    from ghostq.core.runtime import backend_names
     from ghostq.detect.data.formats.registry import format_names
     from ghostq.detect.losses import cls_loss_heads, list_box_losses
     from ghostq.detect.models.registry import list_backbones
@@ -25,6 +26,7 @@ def registries() -> dict[str, Sequence[str] | Mapping[str, Any]]:
         "data.format": ("synthetic", *format_names()),  # synthetic: generated, not loaded
         "compress.ptq.calib": act_quantizer_names(),
         "compress.weight_scale_init": weight_scale_init_names(),
+        "bench.backend": backend_names(".onnx"),  # the bench stage times the exported ONNX files
     }
 
 

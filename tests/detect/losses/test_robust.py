@@ -241,9 +241,10 @@ def test_config_accepts_the_robust_keys_and_builds_the_loss() -> None:
     ],
 )
 def test_config_rejects_bad_robust_settings(loss: dict, message: str) -> None:
-    from ghostq.core.config import Config, validate_sections
+    from ghostq.core.config import REGISTRIES, Config, validate_sections
     from ghostq.core.errors import ConfigError
+    from ghostq.stages.config import registries
 
     head = loss.pop("head", "sigmoid")
     with pytest.raises(ConfigError, match=message):
-        validate_sections(Config, {"model": {"head": head}, "loss": loss}, "cfg.yaml")
+        validate_sections(Config, {"model": {"head": head}, "loss": loss}, "cfg.yaml", {REGISTRIES: registries()})

@@ -13,6 +13,7 @@ built model is used and receives a gradient.
 from __future__ import annotations
 
 import importlib
+import pkgutil
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
@@ -22,7 +23,7 @@ from torch import nn
 SUPPORTED_STRIDES: tuple[int, ...] = (4, 8, 16, 32)
 
 # Model files whose builders are registered on import; loaded by list_backbones() / create_backbone().
-_BUILTIN_MODULES = ("ghostq.detect.models.csp", "ghostq.detect.models.convnextv2")
+_PACKAGE = "ghostq.detect.models"  # every module in it is imported before a lookup: a backbone file registers itself
 
 
 class Backbone(nn.Module):
@@ -64,8 +65,10 @@ def register_backbone(fn: _F) -> _F:
 
 
 def _load_builtin() -> None:
-    for module in _BUILTIN_MODULES:
-        importlib.import_module(module)
+    package = importlib.import_module(_PACKAGE)
+    for info in pkgutil.iter_modules(package.__path__):
+        if not info.name.startswith("_"):
+            importlib.import_module(f"{_PACKAGE}.{info.name}")
 
 
 def list_backbones() -> list[str]:
