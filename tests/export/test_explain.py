@@ -74,3 +74,21 @@ def test_not_an_onnx_file(tmp_path: Path) -> None:
     assert "\n" not in str(err.value)
     with pytest.raises(GhostqError, match="file not found"):
         explain(tmp_path / "missing.onnx")
+
+
+def test_explain_command_prints_the_table_and_writes_json(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    import json
+    import sys
+
+    from ghostq.cli import main
+
+    model = _model(tmp_path / "q.onnx", quantized=True)
+    argv, sys.argv = sys.argv, ["ghostq", "export", "--explain", str(model), "--json", str(tmp_path / "x.json")]
+    try:
+        with pytest.raises(SystemExit) as stop:
+            main()
+    finally:
+        sys.argv = argv
+    assert stop.value.code == 0
+    assert "| QLinearConv | 1 | 0 | 0 |" in capsys.readouterr().out
+    assert json.loads((tmp_path / "x.json").read_text())["ops"]["QLinearConv"]["integer"] == 1

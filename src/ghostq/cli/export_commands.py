@@ -1,6 +1,7 @@
 """`ghostq export`: ONNX files (FP32, FP16, INT8 Q/DQ), verify.json, trtexec.sh, TensorRT engines; and
 `ghostq export --model PATH.pt --out DIR [--calib IMAGES_DIR]`: a checkpoint alone (its spec, no config); and
-`ghostq export --check FILE.onnx`: the TensorRT Q/DQ lint (non-zero exit on any violation)."""
+`ghostq export --check FILE.onnx`: the TensorRT Q/DQ lint (non-zero exit on any violation); and
+`ghostq export --explain FILE.onnx [--json PATH]`: per op type, what ONNX Runtime's CPU graph runs as int8 or float."""
 
 from __future__ import annotations
 
@@ -30,8 +31,18 @@ def export_command(
     calib: Path | None = typer.Option(
         None, "--calib", help="with --model: folder of calibration images for the INT8 files (min-max PTQ)"
     ),
+    explain: Path | None = typer.Option(
+        None, "--explain", help="print what ONNX Runtime's CPU graph of FILE.onnx runs as integer / float, per op"
+    ),
+    json_path: Path | None = typer.Option(None, "--json", help="with --explain: also write the table as JSON"),
 ) -> None:
     """Export the trained (and compressed) detector; writes runs/<name>/export/."""
+    if explain is not None:
+        if config is not None or check is not None or model is not None:
+            raise GhostqError("use `ghostq export --explain FILE.onnx` alone")
+        raise typer.Exit(_explain(explain, json_path))
+    if json_path is not None:
+        raise GhostqError("--json goes with --explain FILE.onnx")
     if check is not None:
         if config is not None:
             raise GhostqError("use either `ghostq export --check FILE.onnx` or `ghostq export CONFIG`")
@@ -57,6 +68,21 @@ def export_command(
         console.print(escape(msg), highlight=False, soft_wrap=True)
     _report(result.verify)
     console.print(f"wrote {result.out_dir}", highlight=False)
+
+
+def _explain(path: Path, json_path: Path | None) -> int:
+    """`ghostq export --explain`: the per-op integer / float table of the graph ONNX Runtime runs."""
+    from ghostq.core.atomic import atomic_write_json
+    from ghostq.core.writable import require_writable_file
+    from ghostq.export.explain import explain, explain_markdown
+
+    if json_path is not None:
+        require_writable_file(json_path, "--json file")
+    result = explain(path)
+    print(explain_markdown(result), end="")
+    if json_path is not None:
+        atomic_write_json(json_path, result)
+    return 0
 
 
 def _export_checkpoint(model: Path, out: Path, calib: Path | None, nms: str | None) -> int:
