@@ -78,6 +78,9 @@ class DataConfig(Section):
     classes: list[str] | None = Field(
         None, min_length=1, description="classes to train, in this order; objects of others are dropped"
     )
+    max_images: int | None = Field(
+        None, ge=2, description="use only N images, evenly spaced in file-name order, before splitting: smoke tests"
+    )
     cache_images: bool = Field(True, description="keep decoded images in memory between epochs")
     workers: int = Field(0, ge=0, le=64, description="DataLoader worker processes")
     synthetic: SynthConfig = Field(default_factory=SynthConfig, description="built-in synthetic set")

@@ -51,6 +51,9 @@ class Session:
 
             self._barrier(not self.is_main)
             self._splits = prepare.prepare_data(self.cfg)
+            if self.is_main:
+                d = self.cfg.data
+                prepare.write_split(self.run / "split.json", self._splits, self.cfg.run.seed, d.val_frac)
             self._barrier(self.is_main)
         return self._splits
 

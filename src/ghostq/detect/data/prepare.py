@@ -4,12 +4,14 @@ load real formats, and split deterministically."""
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ghostq.core.atomic import atomic_write_json
 from ghostq.core.config import Config
 from ghostq.core.errors import GhostqError
 from ghostq.core.records import Dataset, ImageRecord
@@ -76,6 +78,10 @@ def prepare_data(cfg: Config) -> DataSplits:
         ds = load_dataset(fmt, root)
     if cfg.data.classes is not None:
         ds = select_classes(ds, tuple(cfg.data.classes))
+    if cfg.data.max_images is not None:
+        ordered = sorted(ds.records, key=lambda r: r.file_name)
+        picks = np.unique(np.linspace(0, len(ordered) - 1, min(cfg.data.max_images, len(ordered))).round())
+        ds = replace(ds, records=[ordered[int(i)] for i in picks])  # spread over the set, not its first folder
     if not ds.records:
         raise GhostqError(f"{root}: the dataset holds no images")
     if cfg.data.val_root is not None:
@@ -135,3 +141,26 @@ def data_fingerprint(splits: DataSplits) -> str:
                 st = Path(p).stat()
                 h.update(f"{p}|{st.st_size}|{st.st_mtime_ns}\n".encode())
     return h.hexdigest()
+
+
+def split_record(splits: DataSplits, seed: int, val_frac: float) -> dict[str, Any]:
+    """The split as data (`split.json` in the run folder): file names of each side and their sha256, so every
+    benchmark and peer reuses exactly these images."""
+    train = [r.file_name for r in splits.train]
+    val = [r.file_name for r in splits.val]
+    digest = hashlib.sha256(json.dumps({"train": train, "val": val}).encode()).hexdigest()
+    return {"format": splits.format, "root": str(splits.root), "seed": seed, "val_frac": val_frac,
+            "classes": list(splits.classes), "sha256": digest, "train": train, "val": val}
+
+
+def write_split(path: Path, splits: DataSplits, seed: int, val_frac: float) -> dict[str, Any]:
+    """Record the split in `split.json` (rewritten only when it changed: stages redo their work then, as the data
+    fingerprint is part of their digest); benchmarks and peers read the file lists from it."""
+    record = split_record(splits, seed, val_frac)
+    try:
+        same = json.loads(path.read_text(encoding="utf-8")).get("sha256") == record["sha256"]
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+        same = False
+    if not same:
+        atomic_write_json(path, record)
+    return record
