@@ -45,6 +45,7 @@ def test_run_prepares_the_dataset_once(tmp_path: Path, monkeypatch: pytest.Monke
 def test_session_is_shared_and_its_data_prepared_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[int] = []
     monkeypatch.setattr(prepare, "prepare_data", lambda cfg: calls.append(1) or "splits")
+    monkeypatch.setattr(prepare, "write_split", lambda path, splits, seed, val_frac: {})  # "splits" is a stand-in
     cfg = load_config(SMOKE, [f"run.root={tmp_path}", "train.threads=1"])
     with session(cfg, "test") as outer:
         assert outer.device == torch.device("cpu") and outer.dist is not None and outer.is_main
