@@ -52,7 +52,7 @@ def write_yolo_dataset(splits: DataSplits, out: Path) -> tuple[Path, Path, dict[
         (out / "images" / split).mkdir(parents=True, exist_ok=True)
         (out / "labels" / split).mkdir(parents=True, exist_ok=True)
         for k, rec in enumerate(records):
-            name = Path(rec.file_name).name
+            name = rec.file_name.replace("/", "__").replace(" ", "_")  # NWPU: 001.jpg is both positive and negative
             link = out / "images" / split / name
             if not link.exists():
                 link.symlink_to(Path(rec.path).resolve())
