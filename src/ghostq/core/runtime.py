@@ -203,6 +203,9 @@ def available_backends() -> dict[str, str]:
 def get_backend(name: str) -> Backend:
     """The registered backend ``name``, or a one-line error listing the registered names."""
     found = backends().get(name)
+    if found is None and not backends():
+        raise GhostqError(f"no runtime backend is registered (the {ENTRY_POINT_GROUP!r} entry points of the "
+                          "installed ghostq are missing): reinstall it, e.g. `pip install -e .`")
     if found is None:
         raise GhostqError(f"unknown backend {name!r}; choose one of {', '.join(backend_names())}")
     return found
