@@ -30,15 +30,18 @@ def main() -> None:
     from ultralytics import YOLO
 
     torch.set_num_threads(args.threads)
-    out = Path(args.out)
+    out = Path(args.out).resolve()  # Ultralytics puts a relative project under its own runs_dir
     out.mkdir(parents=True, exist_ok=True)
-    model = YOLO(args.model)
-    t0 = time.time()
-    model.train(data=args.data, epochs=args.epochs, imgsz=args.imgsz, batch=args.batch, workers=0, device="cpu",
-                pretrained=False, amp=False, seed=args.seed, deterministic=True, project=str(out), name="train",
-                exist_ok=True, plots=False, verbose=False)
-    train_s = time.time() - t0
-    best = YOLO(str(out / "train" / "weights" / "best.pt"))
+    weights, timing = out / "train" / "weights" / "best.pt", out / "train_seconds.json"
+    if not (weights.is_file() and timing.is_file()):  # a finished training is kept: rerun only what follows
+        model = YOLO(args.model)
+        t0 = time.time()
+        model.train(data=args.data, epochs=args.epochs, imgsz=args.imgsz, batch=args.batch, workers=0,
+                    device="cpu", pretrained=False, amp=False, seed=args.seed, deterministic=True, project=str(out),
+                    name="train", exist_ok=True, plots=False, verbose=False)
+        timing.write_text(json.dumps({"train_seconds": time.time() - t0, "source": "wall-clock of model.train"}))
+    train_s = json.loads(timing.read_text())["train_seconds"]
+    best = YOLO(str(weights))
     val = best.val(data=args.data, imgsz=args.imgsz, batch=args.batch, conf=0.001, device="cpu", plots=False,
                    verbose=False)
     paths = [p for p in Path(args.val_list).read_text().splitlines() if p]
