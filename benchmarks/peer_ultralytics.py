@@ -121,7 +121,7 @@ def main() -> None:
 
     cfg = load_config(args.config, args.overrides)
     splits = prepare_data(cfg)
-    work = Path(args.work)
+    work = Path(args.work).resolve()  # absolute: Ultralytics resolves relative paths against its own folders
     data, val_list, ids = write_yolo_dataset(splits, work / "yolo_data")
     gt = splits.val_coco()
     python = ensure_venv()
