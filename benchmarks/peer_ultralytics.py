@@ -92,6 +92,8 @@ def interleaved_latency(files: dict[str, Path], size: int, threads: int, rounds:
     for name, path in files.items():
         so = ort.SessionOptions()
         so.intra_op_num_threads = threads
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")  # as ghostq bench: idle sessions
+        # that spin-wait would steal the cores from the one being timed
         sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
         inp = sess.get_inputs()[0]
         sessions[name] = (sess, {inp.name: np.random.default_rng(0).random((1, 3, size, size), np.float32)})
