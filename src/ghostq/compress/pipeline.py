@@ -94,8 +94,12 @@ def load_quantized(path: str | Path, map_location: str | torch.device = "cpu") -
         model = build_detector_from_spec(spec)
     except GhostqError as err:
         raise GhostqError(f"{path}: {err}") from None
-    rebuild_quantized(model, payload["bits"], payload.get("act_bits", 8), payload.get("act_calib", "percentile"))
-    share_input_quantizers(model, payload.get("scale_groups", []))
+    try:  # bits, activation settings and scale groups are data from the file: a bad value is the file's fault
+        rebuild_quantized(model, bits, payload.get("act_bits", 8), payload.get("act_calib", "percentile"))
+        share_input_quantizers(model, payload.get("scale_groups", []))
+    except (ValueError, KeyError, TypeError) as err:
+        raise GhostqError(f"{path}: its quantization entries do not fit the model ({' '.join(str(err).split())})") \
+            from None
     load_state_checked(path, model, payload["model"], "quantized model")
     return model.eval(), payload
 
