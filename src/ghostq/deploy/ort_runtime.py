@@ -125,7 +125,10 @@ class OrtRuntime(Runtime):
                 "in [0, 1] (export the model with a float input)"
             )
         self._input_dtype = INPUT_DTYPES[inputs[0].type]
-        meta = self.session.get_modelmeta().custom_metadata_map
+        try:
+            meta = self.session.get_modelmeta().custom_metadata_map
+        except UnicodeDecodeError:
+            raise GhostqError(f"{path}: its metadata_props are not valid UTF-8 (a damaged file?)") from None
         outs = self.session.get_outputs()
         names = tuple(o.name for o in outs)
         shapes = [None if o.shape is None else tuple(o.shape) for o in outs]
