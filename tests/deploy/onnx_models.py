@@ -43,18 +43,29 @@ def blob_meta(size: int, channels: int = 3, classes: tuple[str, ...] = ("car",))
 
 
 def make_blob_model(
-    path: Path, size: int = 64, channels: int = 3, batch: int | str = "B", meta: dict[str, str] | None = None
+    path: Path,
+    size: int | str = 64,
+    channels: int = 3,
+    batch: int | str = "B",
+    meta: dict[str, str] | None = None,
+    in_type: int = TensorProto.FLOAT,
+    scores_shape: tuple[int, ...] = (-1, 1, 1),
+    scores_name: str = "scores",
 ) -> Path:
-    """images [batch, channels, size, size] -> scores [batch, 1, 1], boxes [batch, 1, 4] (input pixels)."""
-    xs = np.arange(size, dtype=np.float32).reshape(1, 1, size)
-    ys = np.arange(size, dtype=np.float32).reshape(1, size, 1)
+    """images [batch, channels, size, size] -> scores [batch, 1, 1], boxes [batch, 1, 4] (input pixels).
+    A symbolic ``size`` (a dim name) draws on a 64-px grid; ``in_type`` / ``scores_shape`` / ``scores_name``
+    plant contract violations for the robustness tests."""
+    grid = size if isinstance(size, int) else 64
+    xs = np.arange(grid, dtype=np.float32).reshape(1, 1, grid)
+    ys = np.arange(grid, dtype=np.float32).reshape(1, grid, 1)
     nodes = [
         _const("xs", xs), _const("ys", ys), _const("xs1", xs + 1), _const("ys1", ys + 1),
         _const("thr", np.float32(0.9)), _const("one", np.float32(1.0)), _const("big", np.float32(1e6)),
         _const("gain", np.float32(24.0)), _const("bias", np.float32(20.0)),
         _const("ax1", np.array([1], np.int64)), _const("shape_b", np.array([-1, 1, 4], np.int64)),
-        _const("shape_s", np.array([-1, 1, 1], np.int64)),
-        helper.make_node("ReduceMean", ["images"], ["gray"], axes=[1], keepdims=0),
+        _const("shape_s", np.array(scores_shape, np.int64)),
+        helper.make_node("Cast", ["images"], ["x"], to=TensorProto.FLOAT),
+        helper.make_node("ReduceMean", ["x"], ["gray"], axes=[1], keepdims=0),
         helper.make_node("Greater", ["gray", "thr"], ["gt"]),
         helper.make_node("Cast", ["gt"], ["mask"], to=TensorProto.FLOAT),
         helper.make_node("Sub", ["one", "mask"], ["inv0"]),
@@ -74,18 +85,18 @@ def make_blob_model(
         helper.make_node("Mul", ["any", "gain"], ["z0"]),
         helper.make_node("Sub", ["z0", "bias"], ["z"]),
         helper.make_node("Sigmoid", ["z"], ["s"]),
-        helper.make_node("Reshape", ["s", "shape_s"], ["scores"]),
+        helper.make_node("Reshape", ["s", "shape_s"], [scores_name]),
     ]  # fmt: skip
     graph = helper.make_graph(
         nodes,
         "blob",
-        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [batch, channels, size, size])],
+        [helper.make_tensor_value_info("images", in_type, [batch, channels, size, size])],
         [
-            helper.make_tensor_value_info("scores", TensorProto.FLOAT, [batch, 1, 1]),
+            helper.make_tensor_value_info(scores_name, TensorProto.FLOAT, [batch, *scores_shape[1:]]),
             helper.make_tensor_value_info("boxes", TensorProto.FLOAT, [batch, 1, 4]),
         ],
     )
-    return _save(graph, path, meta if meta is not None else blob_meta(size, channels))
+    return _save(graph, path, meta if meta is not None else blob_meta(grid, channels))
 
 
 NMS_BOXES = np.array([[10, 10, 20, 20], [30, 30, 50, 40], [0, 0, 5, 5], [0, 0, 0, 0]], np.float32)

@@ -3,6 +3,7 @@ files that do not match what ghostq feeds them; each one exact one-line error, i
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -19,13 +20,19 @@ from ghostq.deploy.predict import predict_paths
 
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
-from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+from onnx import TensorProto  # noqa: E402
 
 BENCH_FAST = ["--iters", "1", "--warmup", "0", "--threads", "1"]
 
 
-def _const(name: str, value: np.ndarray) -> onnx.NodeProto:
-    return helper.make_node("Constant", [], [name], value=numpy_helper.from_array(np.asarray(value), name))
+ONNX_MODELS = Path(__file__).parents[1] / "deploy" / "onnx_models.py"
+
+
+def _onnx_models():  # noqa: ANN202 - tests/deploy/onnx_models.py as a module (tests have no package)
+    spec = importlib.util.spec_from_file_location("onnx_models", ONNX_MODELS)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _meta(size: int | str) -> dict[str, str]:
@@ -40,54 +47,11 @@ def blob_model(
     scores_name: str = "scores",
     meta: dict[str, str] | None = None,
 ) -> Path:
-    """images [B, 3, size, size] -> one detection per image: the box of the pixels brighter than 0.9, score
-    0.98 when there are any. ``scores_shape`` / ``scores_name`` / ``in_type`` plant contract violations."""
-    s = size if isinstance(size, int) else 64
-    xs, ys = np.arange(s, dtype=np.float32).reshape(1, 1, s), np.arange(s, dtype=np.float32).reshape(1, s, 1)
-    nodes = [
-        _const("xs", xs), _const("ys", ys), _const("xs1", xs + 1), _const("ys1", ys + 1),
-        _const("thr", np.float32(0.9)), _const("one", np.float32(1)), _const("big", np.float32(1e6)),
-        _const("gain", np.float32(24)), _const("bias", np.float32(20)), _const("ax1", np.array([1], np.int64)),
-        _const("shape_b", np.array([-1, 1, 4], np.int64)), _const("shape_s", np.array(scores_shape, np.int64)),
-        helper.make_node("Cast", ["images"], ["x"], to=TensorProto.FLOAT),
-        helper.make_node("ReduceMean", ["x"], ["gray"], axes=[1], keepdims=0),
-        helper.make_node("Greater", ["gray", "thr"], ["gt"]),
-        helper.make_node("Cast", ["gt"], ["mask"], to=TensorProto.FLOAT),
-        helper.make_node("Sub", ["one", "mask"], ["inv0"]),
-        helper.make_node("Mul", ["inv0", "big"], ["inv"]),
-        helper.make_node("Add", ["xs", "inv"], ["xs_in"]),
-        helper.make_node("Add", ["ys", "inv"], ["ys_in"]),
-        helper.make_node("Mul", ["xs1", "mask"], ["xs_out"]),
-        helper.make_node("Mul", ["ys1", "mask"], ["ys_out"]),
-        helper.make_node("ReduceMin", ["xs_in"], ["x1"], axes=[1, 2], keepdims=0),
-        helper.make_node("ReduceMin", ["ys_in"], ["y1"], axes=[1, 2], keepdims=0),
-        helper.make_node("ReduceMax", ["xs_out"], ["x2"], axes=[1, 2], keepdims=0),
-        helper.make_node("ReduceMax", ["ys_out"], ["y2"], axes=[1, 2], keepdims=0),
-        *[helper.make_node("Unsqueeze", [n, "ax1"], [n + "u"]) for n in ("x1", "y1", "x2", "y2")],
-        helper.make_node("Concat", ["x1u", "y1u", "x2u", "y2u"], ["b4"], axis=1),
-        helper.make_node("Reshape", ["b4", "shape_b"], ["boxes"]),
-        helper.make_node("ReduceMax", ["mask"], ["any"], axes=[1, 2], keepdims=0),
-        helper.make_node("Mul", ["any", "gain"], ["z0"]),
-        helper.make_node("Sub", ["z0", "bias"], ["z"]),
-        helper.make_node("Sigmoid", ["z"], ["s"]),
-        helper.make_node("Reshape", ["s", "shape_s"], [scores_name]),
-    ]  # fmt: skip
-    scores_dims = ["B", *scores_shape[1:]]
-    graph = helper.make_graph(
-        nodes,
-        "blob",
-        [helper.make_tensor_value_info("images", in_type, ["B", 3, size, size])],
-        [
-            helper.make_tensor_value_info(scores_name, TensorProto.FLOAT, scores_dims),
-            helper.make_tensor_value_info("boxes", TensorProto.FLOAT, ["B", 1, 4]),
-        ],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="ghostq-tests")
-    model.ir_version = 8
-    helper.set_model_props(model, _meta(s) if meta is None else meta)
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
-    return path
+    """The blob detector of tests/deploy/onnx_models.py; ``scores_shape`` / ``scores_name`` / ``in_type`` plant
+    contract violations."""
+    grid = size if isinstance(size, int) else 64
+    return _onnx_models().make_blob_model(path, size, meta=_meta(grid) if meta is None else meta, in_type=in_type,
+                                          scores_shape=scores_shape, scores_name=scores_name)
 
 
 def scene(box: tuple[int, int, int, int], width: int = 80, height: int = 60) -> np.ndarray:
