@@ -96,7 +96,7 @@ def synth(
 @data_app.command("split")
 def split(
     fmt: str = typer.Option(
-        ..., "--format", help="Dataset format of --root (dota, dior, dior-r, nwpu, vedai, coco)."
+        ..., "--format", help="Dataset format of --root (dota, dior, dior-r, nwpu, vedai, coco, airbus)."
     ),
     root: Path = typer.Option(..., "--root", exists=True, file_okay=False, help="Dataset folder."),
     out: Path = typer.Option(..., "--out", file_okay=False, help="Output folder for the tiles."),

@@ -29,7 +29,7 @@ def _write(path: Path, text: str, newline: str = "\n") -> Path:
 
 
 def test_registry_has_one_loader_per_format():
-    assert set(format_names()) == {"dota", "dior", "dior-r", "nwpu", "vedai", "coco"}
+    assert set(format_names()) == {"airbus", "dota", "dior", "dior-r", "nwpu", "vedai", "coco"}
     assert all(callable(formats()[f].scan) for f in format_names())
     with pytest.raises(TypeError):
         formats()["x"] = formats()["dota"]  # read-only registry
@@ -54,7 +54,7 @@ def test_format_modules_import_nothing_from_the_package_namespace():
 
 
 def test_unknown_format_lists_the_formats(tmp_path):
-    listed = "coco, dior, dior-r, dota, nwpu, vedai"
+    listed = "airbus, coco, dior, dior-r, dota, nwpu, vedai"
     with pytest.raises(GhostqError, match=f"unknown dataset format 'voc'; choose one of: {listed}"):
         load_dataset("voc", tmp_path)
 

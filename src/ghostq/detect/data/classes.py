@@ -79,6 +79,9 @@ VEDAI = tuple(VEDAI_CODES[c] for c in sorted(VEDAI_CODES))
 # The built-in synthetic aerial set (ghostq.detect.data.synthetic).
 SYNTHETIC = ("small-vehicle", "large-vehicle", "plane", "ship", "storage-tank")
 
+# Airbus Oil Storage Detection (SPOT, 2560 x 2560 px): one class, as the CSV spells it.
+AIRBUS_OIL = ("oil-storage-tank",)
+
 DATASET_CLASSES: dict[str, tuple[str, ...]] = {
     "dota": DOTA_V15,
     "dior": DIOR,
@@ -86,4 +89,5 @@ DATASET_CLASSES: dict[str, tuple[str, ...]] = {
     "nwpu": NWPU_VHR10,
     "vedai": VEDAI,
     "synthetic": SYNTHETIC,
+    "airbus": AIRBUS_OIL,
 }
