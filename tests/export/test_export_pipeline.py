@@ -62,6 +62,13 @@ def test_files_and_verify(run) -> None:
     for f in files.values():
         assert 0.0 <= f["mAP50_onnx"] <= 1.0 and 0.0 <= f["mAP50_torch"] <= 1.0
     assert verify["int8_source"] == "ptq" and "LogitClip" in verify["logit_clip"]
+    # the CPU form's prediction convs are integer by default (export.int8.cpu_prediction_convs: int8), the
+    # TensorRT form keeps the source's choice
+    assert read_metadata(onnx.load(str(out / "model_int8_cpu.onnx")))["ghostq.prediction_convs"] == "int8"
+    assert read_metadata(onnx.load(str(out / "model_int8.onnx")))["ghostq.prediction_convs"] == "fp"
+    ranges = json.loads((out / "int8_scales.json").read_text())["cpu_prediction_convs"]
+    assert sorted(ranges) == sorted(f"head.{k}_preds.{i}" for k in ("cls", "box") for i in range(3))
+    assert all(r["output_range"][0] <= r["output_range"][1] for r in ranges.values())
     assert "verify.json" in output  # the table
 
 

@@ -4,8 +4,10 @@ Everything the files need comes from the checkpoint's model spec (classes, input
 export settings are ``ExportConfig``'s (defaults unless given). A full-precision checkpoint gives
 ``model_fp32.onnx`` (+ ``model_fp16.onnx``) and, with calibration images (``calib``: a folder), the INT8 files
 from a min-max PTQ; without them INT8 is declined with a one-line message naming the option. A compressed
-checkpoint (``ghost/best.pt``) gives its INT8 files from its own integer weights and scales. NMS variants
-follow ``ExportConfig.nms``. No verify.json: that needs labelled data (the export stage writes it).
+checkpoint (``ghost/best.pt``) gives its INT8 files from its own integer weights and scales; its CPU form
+quantizes the prediction convs too (``export.int8.cpu_prediction_convs``) when calibration images are given,
+and keeps them as the checkpoint has them otherwise (one line says so). NMS variants follow
+``ExportConfig.nms``. No verify.json: that needs labelled data (the export stage writes it).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ def export_checkpoint(
     import onnx
 
     from ghostq.detect.checkpoint import checkpoint_spec, load_checkpoint
+    from ghostq.export.cpu_quant import prediction_convs_tag
     from ghostq.export.nms_graph import add_efficient_nms_trt, add_onnx_nms
     from ghostq.export.onnx_export import export_onnx, set_metadata
     from ghostq.export.qdq_export import write_qdq
@@ -50,13 +53,14 @@ def export_checkpoint(
     kw = dict(spec=spec, opset=ecfg.opset, ood=ecfg.ood)
     protos: dict[str, onnx.ModelProto] = {}
     quant = None
+    batches: list[np.ndarray] | None = None
     if "bits" in payload:
         from ghostq.compress.pipeline import load_quantized
         from ghostq.export.ghost_source import dequantized_copy, spec_from_quantized
 
-        qmodel, _ = load_quantized(source)
-        base = export_onnx(dequantized_copy(qmodel), None, **kw)
-        quant, int8_source = spec_from_quantized(qmodel), "ghost"
+        model, _ = load_quantized(source)
+        base = export_onnx(dequantized_copy(model), None, **kw)
+        quant, int8_source = spec_from_quantized(model), "ghost"
     else:
         from ghostq.detect.checkpoint import load_detector
 
@@ -72,12 +76,26 @@ def export_checkpoint(
             from ghostq.export.qdq_export import ptq_minmax
 
             skip = [] if ecfg.int8.quantize_prediction_convs else list(model.prediction_layer_names())
-            quant = ptq_minmax(base, calibration_batches(Path(calib), spec, ecfg), skip=skip)
+            batches = calibration_batches(Path(calib), spec, ecfg)
+            quant = ptq_minmax(base, batches, skip=skip)
     if quant is not None and ecfg.int8.enabled:
+        specs = {"trt": quant, "cpu": quant}
+        if ecfg.int8.cpu and ecfg.int8.cpu_prediction_convs == "int8" and calib is None:
+            result.messages.append(f"model_int8_cpu.onnx keeps the prediction convs as the checkpoint has them: "
+                                   f"calibrating them needs images ({CALIB_OPTION})")
+        elif ecfg.int8.cpu and ecfg.int8.cpu_prediction_convs == "int8":
+            from ghostq.export.cpu_quant import with_quantized_convs
+
+            i8 = ecfg.int8
+            batches = batches or calibration_batches(Path(calib), spec, ecfg)
+            specs["cpu"] = with_quantized_convs(base, quant, model.prediction_layer_names(), batches,
+                                                i8.prediction_calib, i8.prediction_percentile)
         for form, name in (("trt", "int8"), ("cpu", "int8_cpu")):
             if form == "trt" or ecfg.int8.cpu:
-                q = write_qdq(base, quant, form, share_scales=ecfg.int8.share_scales)
-                set_metadata(q, {"ghostq.precision": name, "ghostq.int8_source": int8_source})
+                q = write_qdq(base, specs[form], form, share_scales=ecfg.int8.share_scales)
+                tag = prediction_convs_tag(specs[form], model.prediction_layer_names())
+                set_metadata(q, {"ghostq.precision": name, "ghostq.int8_source": int8_source,
+                                 "ghostq.prediction_convs": tag})
                 protos[name] = q
     if ecfg.nms.kind != "none":
         n = ecfg.nms

@@ -4,7 +4,8 @@ A Q/DQ file is only a request: ONNX Runtime's graph optimizer fuses what it has 
 NhwcMaxPool on uint8, QLinearConcat, ...) and leaves the rest in float between DequantizeLinear and
 QuantizeLinear. This reads the optimized graph ORT writes (`SessionOptions.optimized_model_filepath`) and
 counts, per op type, the nodes that compute on 8-bit tensors and those that compute in float, plus the
-transitions (QuantizeLinear: float -> int8, DequantizeLinear: int8 -> float, Reorder*: float NCHWc layout).
+transitions (QuantizeLinear: float -> int8, DequantizeLinear: int8 -> float, Reorder*: float NCHWc layout) and
+the shape arithmetic on int64 tensors (Shape and what computes on its output: no data, not float work).
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from ghostq.core.errors import GhostqError
 
 _INT8 = {2, 3}  # onnx.TensorProto.UINT8, INT8
 _INT32 = 6
+_INT64 = 7
 _FLOAT = 1
+KINDS = ("integer", "float", "transition", "shape")
 TRANSITIONS = ("QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "ReorderInput", "ReorderOutput")
 # Ops whose output has the element type of their first input (layout and selection ops, pooling).
 _SAME_TYPE = {
@@ -57,7 +60,11 @@ def _output_type(node: Any, types: dict[str, int]) -> int:
         return types.get(node.input[2], 2) if len(node.input) > 2 and node.input[2] else 2
     if node.op_type == "DequantizeLinear":
         return _FLOAT
-    if node.op_type.startswith("QLinear") or node.op_type in _SAME_TYPE:
+    if node.op_type in ("Shape", "Size"):
+        return _INT64
+    if node.op_type.startswith("QLinear"):  # 8-bit out; QLinearConcat's first input is the output scale
+        return next((types[i] for i in node.input if types.get(i) in _INT8), 2)
+    if node.op_type in _SAME_TYPE:
         return first
     if node.op_type in ("ConvInteger", "MatMulInteger"):
         return _INT32
@@ -77,17 +84,19 @@ def explain_graph(model: Any) -> dict[str, Any]:
         in_type = types.get(node.input[0], _FLOAT) if node.input else _FLOAT
         if node.op_type in TRANSITIONS:
             kind = "transition"
+        elif in_type in _INT8 or out_type in _INT8 | {_INT32}:
+            kind = "integer"
         else:
-            kind = "integer" if in_type in _INT8 or out_type in _INT8 | {_INT32} else "float"
+            kind = "shape" if _INT64 in (in_type, out_type) else "float"
         per_op.setdefault(node.op_type, Counter())[kind] += 1
-    ops = {op: {"integer": c["integer"], "float": c["float"], "transition": c["transition"]}
-           for op, c in sorted(per_op.items())}
+    ops = {op: {k: c[k] for k in KINDS} for op, c in sorted(per_op.items())}
     compute = [v for op, v in ops.items() if op not in TRANSITIONS]
     return {
         "ops": ops,
         "nodes": len(g.node),
         "integer_nodes": sum(v["integer"] for v in compute),
         "float_nodes": sum(v["float"] for v in compute),
+        "shape_nodes": sum(v["shape"] for v in compute),
         "quantize": ops.get("QuantizeLinear", {}).get("transition", 0),
         "dequantize": ops.get("DequantizeLinear", {}).get("transition", 0),
         "reorder": sum(ops.get(k, {}).get("transition", 0) for k in ("ReorderInput", "ReorderOutput")),
@@ -102,9 +111,10 @@ def explain(path: str | Path, level: str = "all") -> dict[str, Any]:
 def explain_markdown(result: dict[str, Any]) -> str:
     """The per-op table as markdown (what `ghostq export --explain` prints)."""
     lines = [f"ONNX Runtime CPU graph of {result['file']} ({result['nodes']} nodes; "
-             f"{result['integer_nodes']} integer, {result['float_nodes']} float; "
+             f"{result['integer_nodes']} integer, {result['float_nodes']} float, "
+             f"{result.get('shape_nodes', 0)} shape arithmetic; "
              f"{result['quantize']} Quantize, {result['dequantize']} Dequantize, {result['reorder']} Reorder)", "",
-             "| op | integer | float | transition |", "|---|---:|---:|---:|"]
+             "| op | integer | float | transition | shape |", "|---|---:|---:|---:|---:|"]
     for op, v in result["ops"].items():
-        lines.append(f"| {op} | {v['integer']} | {v['float']} | {v['transition']} |")
+        lines.append(f"| {op} | {v['integer']} | {v['float']} | {v['transition']} | {v.get('shape', 0)} |")
     return "\n".join(lines) + "\n"

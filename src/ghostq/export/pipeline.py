@@ -50,6 +50,7 @@ def export_files(cfg: Config, ecfg: ExportConfig, source: Path, ghost: Path, int
 
     from ghostq.core.spec import DecodeSpec
     from ghostq.detect.checkpoint import checkpoint_spec, load_detector
+    from ghostq.export.cpu_quant import prediction_convs_tag
     from ghostq.export.nms_graph import add_efficient_nms_trt, add_onnx_nms
     from ghostq.export.onnx_export import export_onnx, set_metadata
     from ghostq.export.qdq_export import write_qdq
@@ -70,6 +71,7 @@ def export_files(cfg: Config, ecfg: ExportConfig, source: Path, ghost: Path, int
         result.files["fp16"] = out / "model_fp16.onnx"
     int8_reference = None
     splits = None
+    calib: list[np.ndarray] | None = None
     if ecfg.int8.enabled:
         if int8_source == "ghost":
             from ghostq.compress.pipeline import load_quantized
@@ -85,12 +87,25 @@ def export_files(cfg: Config, ecfg: ExportConfig, source: Path, ghost: Path, int
             splits = data()
             base = protos["fp32"]
             skip = [] if ecfg.int8.quantize_prediction_convs else list(model.prediction_layer_names())
-            spec = ptq_minmax(base, _calib_batches(cfg, ecfg, splits.train), skip=skip)
+            calib = _calib_batches(cfg, ecfg, splits.train)
+            spec = ptq_minmax(base, calib, skip=skip)
+        specs = {"trt": spec, "cpu": spec}
+        if ecfg.int8.cpu and ecfg.int8.cpu_prediction_convs == "int8":
+            from ghostq.export.cpu_quant import with_quantized_convs
+
+            if calib is None:
+                splits = splits or data()
+                calib = _calib_batches(cfg, ecfg, splits.train)
+            i8 = ecfg.int8
+            specs["cpu"] = with_quantized_convs(base, spec, model.prediction_layer_names(), calib,
+                                                i8.prediction_calib, i8.prediction_percentile)
         for form, name in (("trt", "int8"), ("cpu", "int8_cpu")):
             if form == "cpu" and not ecfg.int8.cpu:
                 continue
-            q = write_qdq(base, spec, form, share_scales=ecfg.int8.share_scales)
-            set_metadata(q, {"ghostq.precision": name, "ghostq.int8_source": int8_source})
+            q = write_qdq(base, specs[form], form, share_scales=ecfg.int8.share_scales)
+            tag = prediction_convs_tag(specs[form], model.prediction_layer_names())
+            set_metadata(q, {"ghostq.precision": name, "ghostq.int8_source": int8_source,
+                             "ghostq.prediction_convs": tag})
             atomic_write_bytes(out / f"model_{name}.onnx", q.SerializeToString())
             protos[name] = q
             result.files[name] = out / f"model_{name}.onnx"
@@ -99,6 +114,8 @@ def export_files(cfg: Config, ecfg: ExportConfig, source: Path, ghost: Path, int
             "convs": {n: {"weight_bits": q.weight_bits, "input_scale": q.input_scale,
                           "weight_scale_range": [float(q.weight_scale.min()), float(q.weight_scale.max())]}
                       for n, q in spec.items()},
+            "cpu_prediction_convs": {n: {"input_scale": q.input_scale, "output_range": list(q.output_range)}
+                                     for n, q in specs["cpu"].items() if q.output_range is not None},
         })
         result.files["int8_scales"] = out / "int8_scales.json"
     kind = ecfg.nms.kind

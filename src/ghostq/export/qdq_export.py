@@ -31,13 +31,21 @@ The CPU form uses the same weights and the same groups with UINT8 activations: a
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from ghostq.export.qdq_graph import (  # noqa: F401 (drop_relu_before_unsigned_quantize re-exported)
+    MIN_SCALE,
+    drop_relu_before_unsigned_quantize,
+    quantize_conv_outputs,
+    safe_name,
+    toposort,
+    unique_name,
+)
 from ghostq.export.scale_groups import _TRANSPARENT, _groups, conv_module_name, conv_nodes  # noqa: F401 (re-exported)
 
 # CPU form: also Split and residual Add, so every quantized conv's (ReLU) output meets a QuantizeLinear and
@@ -46,7 +54,6 @@ from ghostq.export.scale_groups import _TRANSPARENT, _groups, conv_module_name, 
 _TRANSPARENT_CPU = _TRANSPARENT | {"Split", "Add"}
 _NONNEG_OPS = {"Relu", "Sigmoid", "Softplus"}
 _MOVES = {"MaxPool", "Resize", "Concat", "Split", "Slice", "Reshape", "Transpose", "Flatten", "Identity"}
-_MIN_SCALE = 1e-8
 
 
 @dataclass
@@ -58,6 +65,7 @@ class ConvQuant:
     weight_int: np.ndarray | None = None  # integer weights (shape of the conv weight); None: round(W / s)
     weight_bits: int = 8  # grid of the weights: |weight_int| <= 2^(bits-1) - 1
     input_min: float | None = None  # observed minimum of the input (CPU form: >= 0 -> one-sided UINT8)
+    output_range: tuple[float, float] | None = None  # CPU form only: (min, max) of the output -> its own Q/DQ
 
     def __post_init__(self) -> None:
         self.weight_scale = np.asarray(self.weight_scale, np.float32).reshape(-1)
@@ -67,6 +75,11 @@ class ConvQuant:
             raise ValueError(f"input_scale must be finite and > 0, got {self.input_scale}")
         if not 2 <= self.weight_bits <= 8:
             raise ValueError(f"weight_bits must be 2..8, got {self.weight_bits}")
+        if self.output_range is not None:
+            lo, hi = (float(v) for v in self.output_range)
+            if not (np.isfinite(lo) and np.isfinite(hi) and lo <= hi):
+                raise ValueError(f"output_range must be finite (min, max) with min <= max, got {self.output_range}")
+            self.output_range = (lo, hi)
 
 
 # ------------------------------------------------------------------------------------------- calibration
@@ -74,6 +87,20 @@ def activation_ranges(
     model: onnx.ModelProto, tensors: Iterable[str], batches: Iterable[np.ndarray], threads: int = 1
 ) -> dict[str, tuple[float, float]]:
     """(min, max) of each named tensor over the batches, running ``model`` (FP32) in ONNX Runtime."""
+    tensors = list(dict.fromkeys(tensors))
+    lo = dict.fromkeys(tensors, np.inf)
+    hi = dict.fromkeys(tensors, -np.inf)
+    for values in tensor_values(model, tensors, batches, threads):
+        for t in tensors:
+            lo[t] = min(lo[t], float(values[t].min()))
+            hi[t] = max(hi[t], float(values[t].max()))
+    return {t: (lo[t], hi[t]) for t in tensors}
+
+
+def tensor_values(
+    model: onnx.ModelProto, tensors: Iterable[str], batches: Iterable[np.ndarray], threads: int = 1
+) -> Iterator[dict[str, np.ndarray]]:
+    """Per batch, the values of the named tensors of ``model`` (FP32, unoptimized) in ONNX Runtime."""
     import onnxruntime as ort
 
     tensors = list(dict.fromkeys(tensors))
@@ -88,21 +115,15 @@ def activation_ranges(
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # keep every tensor
     sess = ort.InferenceSession(m.SerializeToString(), opts, providers=["CPUExecutionProvider"])
     input_name = sess.get_inputs()[0].name
-    lo = dict.fromkeys(tensors, np.inf)
-    hi = dict.fromkeys(tensors, -np.inf)
     seen = False
     for batch in batches:
         seen = True
         batch = np.ascontiguousarray(batch, np.float32)
         values = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, {input_name: batch}), strict=True))
         values[input_name] = batch
-        for t in tensors:
-            v = values[t]
-            lo[t] = min(lo[t], float(v.min()))
-            hi[t] = max(hi[t], float(v.max()))
+        yield {t: values[t] for t in tensors}
     if not seen:
         raise ValueError("activation_ranges: no calibration batches")
-    return {t: (lo[t], hi[t]) for t in tensors}
 
 
 def ptq_minmax(
@@ -131,8 +152,8 @@ def ptq_minmax(
         lo, hi = ranges[node.input[0]]
         amax = max(abs(lo), abs(hi))
         spec[n] = ConvQuant(
-            weight_scale=np.maximum(w_amax / 127.0, _MIN_SCALE),
-            input_scale=max(amax / 127.0, _MIN_SCALE),
+            weight_scale=np.maximum(w_amax / 127.0, MIN_SCALE),
+            input_scale=max(amax / 127.0, MIN_SCALE),
             input_min=lo,
         )
     return spec
@@ -262,11 +283,11 @@ def write_qdq(
             qs, zp = 127.0 * s / 255.0, np.array(0, np.uint8)
         else:
             qs, zp = s, np.array(128, np.uint8)
-        tag = _unique(_safe(tensors[0]), used)
+        tag = unique_name(safe_name(tensors[0]), used)
         new_inits += [numpy_helper.from_array(np.array(qs, np.float32), f"{tag}_act_scale"),
                       numpy_helper.from_array(zp, f"{tag}_act_zero_point")]
         for t in tensors:
-            tt = _unique(_safe(t), used) if t != tensors[0] else tag
+            tt = unique_name(safe_name(t), used) if t != tensors[0] else tag
             tq, tdq = f"{tt}_q", f"{tt}_dq"
             dequantized.setdefault(t, tdq)
             at = producer_index.get(t, -1) + 1
@@ -281,6 +302,11 @@ def write_qdq(
                         if i == t and (n.op_type != "Conv" or k == 0):
                             n.input[k] = tdq
 
+    if form == "cpu":
+        quantize_conv_outputs(g, spec, nodes, new_inits, new_nodes, producer_index, used)
+    elif any(q.output_range is not None for q in spec.values()):
+        raise ValueError("the TensorRT form quantizes no conv output (output_range is for the CPU form)")
+
     # a residual Add reads its skip input through the Q/DQ already placed on that tensor (same scale): reading
     # the float tensor beside its QuantizeLinear is a round trip TensorRT cannot fuse (DESIGN §6)
     for n in g.node:
@@ -294,65 +320,8 @@ def write_qdq(
     for at, node in sorted(new_nodes, key=lambda p: p[0], reverse=True):
         nodes_out.insert(at, node)
     del g.node[:]
-    g.node.extend(_toposort(nodes_out, {i.name for i in g.input} | {t.name for t in g.initializer}))
+    g.node.extend(toposort(nodes_out, {i.name for i in g.input} | {t.name for t in g.initializer}))
     if form == "cpu":
         drop_relu_before_unsigned_quantize(m)
     onnx.checker.check_model(m)
     return m
-
-
-def drop_relu_before_unsigned_quantize(m: onnx.ModelProto) -> int:
-    """Remove each Relu whose every consumer is a QuantizeLinear to UINT8 with zero point 0; returns the count.
-
-    Exact: such a QuantizeLinear already clamps negatives to 0, so Q(relu(x)) == Q(x). It leaves Conv -> Q, the
-    pattern ONNX Runtime fuses (with the DequantizeLinear before the conv) into one integer QLinearConv.
-    """
-    g = m.graph
-    inits = {t.name: t for t in g.initializer}
-    outputs = {o.name for o in g.output}
-    consumers: dict[str, list[onnx.NodeProto]] = {}
-    for n in g.node:
-        for i in n.input:
-            consumers.setdefault(i, []).append(n)
-
-    def unsigned_zero(q: onnx.NodeProto) -> bool:
-        zp = inits.get(q.input[2]) if len(q.input) > 2 else None
-        return zp is not None and zp.data_type == TensorProto.UINT8 and not numpy_helper.to_array(zp).any()
-
-    dropped = [n for n in g.node if n.op_type == "Relu" and n.output[0] not in outputs and consumers.get(n.output[0])
-               and all(c.op_type == "QuantizeLinear" and unsigned_zero(c) for c in consumers[n.output[0]])]
-    for relu in dropped:
-        for q in consumers[relu.output[0]]:
-            q.input[0] = relu.input[0]
-        g.node.remove(relu)
-    return len(dropped)
-
-
-def _unique(name: str, used: set[str]) -> str:
-    out, k = name, 1
-    while out in used:
-        out, k = f"{name}_{k}", k + 1
-    used.add(out)
-    return out
-
-
-def _safe(name: str) -> str:
-    return name.strip("/").replace("/", ".").replace(":", "_")
-
-
-def _toposort(nodes: list[onnx.NodeProto], available: set[str]) -> list[onnx.NodeProto]:
-    """Nodes in an order where every input exists before use (stable for already-sorted parts)."""
-    done = set(available) | {""}
-    out, pending = [], list(nodes)
-    while pending:
-        rest = []
-        for n in pending:
-            if all(i in done for i in n.input):
-                out.append(n)
-                done.update(n.output)
-            else:
-                rest.append(n)
-        if len(rest) == len(pending):
-            raise ValueError(f"cycle or missing input around {rest[0].name}")
-        pending = rest
-    return out
