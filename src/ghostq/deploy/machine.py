@@ -16,7 +16,13 @@ from typing import Any
 
 from ghostq.deploy.jetson import jetson_info
 
-LIBRARIES = ("ghostq", "numpy", "onnxruntime", "onnxruntime-gpu", "tensorrt", "pillow", "torch", "onnx")
+LIBRARIES = ("ghostq", "numpy", "onnxruntime", "onnxruntime-gpu", "openvino", "tensorrt", "pillow", "torch", "onnx")
+# /proc/cpuinfo flags that decide CPU inference speed (x86 "flags", ARM "Features"), in the kernel's spelling
+ISA_FLAGS = (
+    "sse4_2", "avx", "avx2", "fma", "f16c", "avx_vnni", "avx512f", "avx512bw", "avx512vl", "avx512_vnni",
+    "avx512_bf16", "avx512_fp16", "amx_tile", "amx_int8", "amx_bf16", "amx_fp16",
+    "asimd", "asimddp", "asimdhp", "i8mm", "bf16", "sve", "sve2",
+)  # fmt: skip
 
 
 def cpu_model(cpuinfo: str | None = None) -> str:
@@ -38,6 +44,37 @@ def cpu_model(cpuinfo: str | None = None) -> str:
     if "CPU implementer" in fields and "CPU part" in fields:
         return f"ARM implementer {fields['CPU implementer']} part {fields['CPU part']}"
     return platform.processor() or platform.machine() or "unknown"
+
+
+def _cpuinfo_text(cpuinfo: str | None) -> str:
+    if cpuinfo is not None:
+        return cpuinfo
+    try:
+        return Path("/proc/cpuinfo").read_text(errors="replace")
+    except OSError:
+        return ""
+
+
+def cpu_isa(cpuinfo: str | None = None) -> dict[str, Any]:
+    """The CPU's instruction sets that matter for inference, from the first ``flags`` / ``Features`` line of
+    /proc/cpuinfo: the flags present (of :data:`ISA_FLAGS`), and the best int8 dot-product and bf16 paths
+    (``int8``: AMX-INT8 > AVX512-VNNI > AVX-VNNI > AVX2 > NEON-DOTPROD; ``bf16``: AMX-BF16 > AVX512-BF16 > ARM-BF16)."""
+    flags: set[str] = set()
+    for line in _cpuinfo_text(cpuinfo).splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip() in ("flags", "Features"):
+            flags = set(value.split())
+            break
+    have = [f for f in ISA_FLAGS if f in flags]
+    int8 = [("amx_int8", "AMX-INT8"), ("avx512_vnni", "AVX512-VNNI"), ("avx_vnni", "AVX-VNNI"), ("avx2", "AVX2"),
+            ("i8mm", "NEON-I8MM"), ("asimddp", "NEON-DOTPROD")]  # fmt: skip
+    bf16 = [("amx_bf16", "AMX-BF16"), ("avx512_bf16", "AVX512-BF16"), ("bf16", "ARM-BF16")]
+    return {
+        "flags": have,
+        "int8": next((name for flag, name in int8 if flag in flags), "none"),
+        "bf16": next((name for flag, name in bf16 if flag in flags), "none"),
+        "amx": "amx_tile" in flags,
+    }
 
 
 def gpus() -> list[dict[str, str]]:
@@ -96,6 +133,7 @@ def machine_info() -> dict[str, Any]:
         usable = os.cpu_count() or 1
     info: dict[str, Any] = {
         "cpu": cpu_model(),
+        "cpu_isa": cpu_isa(),
         "cpu_count": os.cpu_count(),
         "cpu_usable": usable,
         "os": platform.platform(),

@@ -37,6 +37,13 @@ def has_qdq(path: Path) -> bool:
         return b"DequantizeLinear" in f.read()
 
 
+def file_precision(path: Path, extra: Mapping[str, str]) -> str:
+    """The precision a model file is stored in: int8 (Q/DQ nodes), else its ``ghostq.precision`` (fp16 / fp32)."""
+    if has_qdq(path):
+        return "int8"
+    return "fp16" if extra.get("ghostq.precision") == "fp16" else "fp32"
+
+
 class OrtRuntime(Runtime):
     """ONNX Runtime session on one execution provider; a silent fallback to another provider is an error.
 
@@ -133,6 +140,7 @@ class OrtRuntime(Runtime):
         names = tuple(o.name for o in outs)
         shapes = [None if o.shape is None else tuple(o.shape) for o in outs]
         self.info = model_info(path, meta, inputs[0].name, tuple(inputs[0].shape), names, overrides, shapes)
+        self.precision = file_precision(path, self.info.extra)
 
     def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         b = self.check_batch(batch)
@@ -140,6 +148,11 @@ class OrtRuntime(Runtime):
             b = b.astype(self._input_dtype)
         outs = self.session.run(None, {self.info.input_name: b})
         return dict(zip(self.info.output_names, outs, strict=True))
+
+    def _float_parts(self) -> str:
+        """Precision of the float ops: fp32 on the CPU provider (it runs an fp16 file's ops mostly in fp32 through
+        casts), else the file's."""
+        return "fp16" if self.backend != "ort-cpu" and self.precision == "fp16" else "fp32"
 
     def describe(self) -> dict[str, Any]:
         import onnxruntime as ort
@@ -149,6 +162,8 @@ class OrtRuntime(Runtime):
             "providers": self.session.get_providers(),
             "threads": self.threads,
             "spinning": "default" if self.spinning is None else self.spinning,
+            "precision": self.precision,  # a Q/DQ file's quantized ops run as integer kernels
+            "effective_precision": {"file": self.precision, "float_parts": self._float_parts()},
             "onnxruntime": ort.__version__,
         }
 
