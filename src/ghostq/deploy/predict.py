@@ -31,8 +31,10 @@ def detect_image(
     batch_size: int = 8,
 ) -> Detections:
     """Detect on one H x W x C uint8 image, tile by tile; detections in image pixels.
-    Thresholds are the runtime's ``decode`` settings. A graph with a fixed batch gets chunks of exactly that
-    size (the last one padded with copies, their detections ignored)."""
+    Thresholds are the runtime's ``decode`` settings; ``max_det`` bounds each network input (a tile), so a
+    tiled image keeps up to ``max_det`` per tile after the merge: an image holding more objects than ``max_det``
+    (~900 oil tanks in one 2560-px satellite image) is not cut to ``max_det``. A graph with a fixed batch gets
+    chunks of exactly that size (the last one padded with copies, their detections ignored)."""
     info = runtime.info
     if image.ndim != 3 or image.shape[2] != info.in_channels:
         raise ValueError(f"{info.path.name} takes {info.in_channels}-channel images, got shape {image.shape}")
@@ -57,7 +59,7 @@ def detect_image(
     dets = Detections(np.concatenate(all_boxes), np.concatenate(all_scores), np.concatenate(all_labels))
     if len(windows) > 1:
         s = runtime.decode
-        dets = merge_tiles(dets, np.concatenate(all_cut), s.iou_threshold, s.max_det)
+        dets = merge_tiles(dets, np.concatenate(all_cut), s.iou_threshold, s.max_det * len(windows))
     return dets
 
 

@@ -36,7 +36,7 @@ class ClassMatches:
 
 @dataclass(frozen=True)
 class CocoMatches:
-    """Per-image COCO matches of one set of detections (area range `area`, at most 100 per image and class)."""
+    """Per-image COCO matches of one set of detections (area range `area`, at most `max_dets` per image and class)."""
 
     num_images: int
     classes: tuple[ClassMatches, ...]
@@ -45,14 +45,15 @@ class CocoMatches:
 
 
 def coco_matches(
-    gt: GroundTruth | dict | str | Path, dets: list[dict] | str | Path, area: str = "all"
+    gt: GroundTruth | dict | str | Path, dets: list[dict] | str | Path, area: str = "all", max_dets: int = 100
 ) -> CocoMatches:
-    """Run pycocotools once and keep what AP needs per image (see the module docstring)."""
+    """Run pycocotools once and keep what AP needs per image (see the module docstring); at most `max_dets`
+    detections per image and class count (pycocotools' default 100)."""
     truth = load_ground_truth(gt)
-    ev = coco_eval(truth, _load_detections(dets, truth))
+    ev = coco_eval(truth, _load_detections(dets, truth), max_dets)
     p = ev.params
     num_images, num_areas = len(p.imgIds), len(p.areaRng)
-    a0, max_det = p.areaRngLbl.index(area), 100
+    a0, max_det = p.areaRngLbl.index(area), max_dets
     classes = []
     for k in range(len(p.catIds)):
         scores, det_image, dtm, dt_ig = [], [], [], []
@@ -150,10 +151,12 @@ def map_difference(
     metric: str = "mAP50",
     draws: int = DRAWS,
     seed: int = SEED,
+    max_dets: int = 100,
 ) -> dict[str, float | int | bool | list[float]]:
-    """COCO `metric` (mAP50 or mAP50_95) of B minus A on the same ground truth, with its paired bootstrap CI."""
+    """COCO `metric` (mAP50 or mAP50_95) of B minus A on the same ground truth, with its paired bootstrap CI
+    (at most `max_dets` detections per image and class count, as in `evaluate_coco`)."""
     truth = load_ground_truth(gt)
-    ma, mb = coco_matches(truth, dets_a), coco_matches(truth, dets_b)
+    ma, mb = coco_matches(truth, dets_a, max_dets=max_dets), coco_matches(truth, dets_b, max_dets=max_dets)
     out = paired_bootstrap(
         lambda w: coco_map(ma, w)[metric], lambda w: coco_map(mb, w)[metric], ma.num_images, draws, seed
     )

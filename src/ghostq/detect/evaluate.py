@@ -14,7 +14,8 @@ positive (not in the recall denominator) and a detection on it is never a false 
   regular GT above the threshold over a crowd box, and a crowd box absorbs any number of detections.
   A real crowd region (`iscrowd: 1`) stays one; in VOC it counts as difficult.
 Classes without (non-difficult) GT are reported with AP None (JSON null) and left out of the mean. COCO
-numbers are pycocotools' own: area range 'all', at most 100 detections per image and class (its default).
+numbers are pycocotools' own: area range 'all', at most 100 detections per image and class (its default;
+`max_dets` raises it for images that hold more objects, e.g. ~900 oil tanks in one satellite image).
 """
 
 from __future__ import annotations
@@ -73,14 +74,15 @@ def evaluate(
     raise GhostqError(f"unknown metric {metric!r}: choose one of {', '.join(METRICS)}")
 
 
-def evaluate_coco(gt: GroundTruth | dict | str | Path, dets: list[dict] | str | Path) -> dict:
-    """COCO bbox mAP50, mAP50:95 and per-class AP through pycocotools (fractions in [0, 1])."""
+def evaluate_coco(gt: GroundTruth | dict | str | Path, dets: list[dict] | str | Path, max_dets: int = 100) -> dict:
+    """COCO bbox mAP50, mAP50:95 and per-class AP through pycocotools (fractions in [0, 1]); at most
+    `max_dets` detections per image and class count (pycocotools' default 100)."""
     truth = load_ground_truth(gt)
-    ev = coco_eval(truth, _load_detections(dets, truth))
+    ev = coco_eval(truth, _load_detections(dets, truth), max_dets)
     p = ev.params
     # precision: (iouThrs, recThrs, catIds, areaRng, maxDets); -1 where a class has no GT. This is what
     # COCOeval.summarize() averages for stats[0] (AP@[.5:.95]) and stats[1] (AP@.5).
-    prec = ev.eval["precision"][:, :, :, p.areaRngLbl.index("all"), p.maxDets.index(100)]
+    prec = ev.eval["precision"][:, :, :, p.areaRngLbl.index("all"), p.maxDets.index(max_dets)]
     t50 = int(np.argmin(np.abs(np.asarray(p.iouThrs) - 0.5)))
     per_class: dict[str, dict[str, float | None]] = {}
     for cat_id, name in zip(truth.cat_ids, truth.cat_names, strict=True):
@@ -91,13 +93,13 @@ def evaluate_coco(gt: GroundTruth | dict | str | Path, dets: list[dict] | str | 
         "mAP50": _mean_valid(prec[t50]) or 0.0,
         "mAP50_95": _mean_valid(prec) or 0.0,
         "per_class": per_class,
-        "by_size": _ap_by_size(ev, truth, t50),
+        "by_size": _ap_by_size(ev, truth, t50, max_dets),
         "num_images": len(truth.image_ids),
         "num_dets": len(ev.cocoDt.getAnnIds()),
     }
 
 
-def _ap_by_size(ev: Any, truth: GroundTruth, t50: int) -> dict[str, dict[str, float | int | None]]:
+def _ap_by_size(ev: Any, truth: GroundTruth, t50: int, max_dets: int = 100) -> dict[str, dict[str, float | int | None]]:
     """COCO AP for small / medium / large objects (pycocotools' area ranges, inclusive as it applies them)
     and the share of counted (non-difficult) ground-truth objects in each bucket."""
     p = ev.params
@@ -107,7 +109,7 @@ def _ap_by_size(ev: Any, truth: GroundTruth, t50: int) -> dict[str, dict[str, fl
     for label in ("small", "medium", "large"):
         a = p.areaRngLbl.index(label)
         lo, hi = p.areaRng[a]
-        prec = ev.eval["precision"][:, :, :, a, p.maxDets.index(100)]
+        prec = ev.eval["precision"][:, :, :, a, p.maxDets.index(max_dets)]
         num = int((counted & (area >= lo) & (area <= hi)).sum())
         out[label] = {
             "AP50": _mean_valid(prec[t50]),
@@ -118,8 +120,9 @@ def _ap_by_size(ev: Any, truth: GroundTruth, t50: int) -> dict[str, dict[str, fl
     return out
 
 
-def coco_eval(truth: GroundTruth, found: _Detections) -> Any:
-    """pycocotools' COCOeval after evaluate() and accumulate() (per-image matches in `evalImgs`)."""
+def coco_eval(truth: GroundTruth, found: _Detections, max_dets: int = 100) -> Any:
+    """pycocotools' COCOeval after evaluate() and accumulate() (per-image matches in `evalImgs`); its largest
+    per-image detection limit is `max_dets` (default 100, pycocotools' own: maxDets [1, 10, 100])."""
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
@@ -139,6 +142,8 @@ def coco_eval(truth: GroundTruth, found: _Detections) -> Any:
         coco_gt.createIndex()
         coco_dt.createIndex()
         ev = COCOeval(coco_gt, coco_dt, iouType="bbox")
+        if max_dets != 100:
+            ev.params.maxDets = sorted({1, 10, int(max_dets)})
         ev.evaluate()
         ev.accumulate()
     return ev

@@ -1,0 +1,66 @@
+"""Tiled predict on a dense image: more objects than `max_det` come back (one per object), whole-image
+inference stops at `max_det` (the reason dense satellite scenes need tiling or a raised limit)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+
+from ghostq.core.detections import DecodeSettings
+from ghostq.core.runtime import ModelInfo, Runtime
+from ghostq.deploy.predict import detect_image
+
+SLOTS = 4096  # candidate points of the fake graph
+
+
+class BrightSquares(Runtime):
+    """A stand-in detector: every bright connected blob of the input is one object (score 0.9)."""
+
+    backend = "fake"
+
+    def __init__(self, size: int, decode: DecodeSettings) -> None:
+        super().__init__(decode)
+        self.info = ModelInfo(path=Path("bright.fake"), img_size=size, in_channels=3, classes=("tank",))
+
+    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        scores = np.zeros((len(batch), SLOTS, 1), np.float32)
+        boxes = np.zeros((len(batch), SLOTS, 4), np.float32)
+        for b, image in enumerate(batch):
+            labels, _ = ndimage.label(image.mean(0) > 0.8)
+            for k, (ys, xs) in enumerate(ndimage.find_objects(labels)[:SLOTS]):
+                boxes[b, k] = (xs.start, ys.start, xs.stop, ys.stop)
+                scores[b, k, 0] = 0.9
+        return {"scores": scores, "boxes": boxes}
+
+    def close(self) -> None:
+        pass
+
+
+def _dense_scene(side: int = 1000, step: int = 32, box: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """A grey image with a grid of white squares (an oil-tank farm): the image and the squares' boxes."""
+    image = np.full((side, side, 3), 60, np.uint8)
+    starts = np.arange(12, side - box, step)
+    gt = np.array([(x, y, x + box, y + box) for y in starts for x in starts], np.float32)
+    for x1, y1, x2, y2 in gt.astype(int):
+        image[y1:y2, x1:x2] = 255
+    return image, gt
+
+
+def test_tiled_predict_returns_more_than_max_det_boxes_on_a_dense_image():
+    image, gt = _dense_scene()
+    assert len(gt) == 961
+    rt = BrightSquares(256, DecodeSettings(score_threshold=0.5, iou_threshold=0.5, max_det=100))
+    dets = detect_image(rt, image, tile=256, overlap=64)  # 36 tiles of <= 81 squares each
+    assert len(dets) == len(gt) > rt.decode.max_det  # every square once: cut pieces merged away
+    order = np.lexsort((dets.boxes[:, 0], dets.boxes[:, 1]))
+    np.testing.assert_allclose(dets.boxes[order], gt[np.lexsort((gt[:, 0], gt[:, 1]))], atol=0.5)
+
+
+def test_whole_image_inference_stops_at_max_det():
+    image, gt = _dense_scene()
+    rt = BrightSquares(1024, DecodeSettings(score_threshold=0.5, iou_threshold=0.5, max_det=100))
+    assert len(detect_image(rt, image)) == 100 < len(gt)
+    raised = BrightSquares(1024, DecodeSettings(score_threshold=0.5, iou_threshold=0.5, max_det=2000))
+    assert len(detect_image(raised, image)) == len(gt)
