@@ -48,7 +48,8 @@ def test_bench_model_records_every_batch_and_the_machine(blob_onnx: Path) -> Non
     assert r["machine"]["versions"]["onnxruntime"] and r["machine"]["cpu"]
     json.dumps(r, allow_nan=False)  # writable as strict JSON
     table = markdown(r)
-    assert table.count("| blob.onnx | ort-cpu |") == 2 and "Machine:" in table
+    assert table.count("| blob.onnx | ort-cpu (fp32) |") == 2 and "Machine:" in table
+    assert "CPU instruction sets:" in table
 
 
 def test_compare_interleaves_and_gives_the_ratio(blob_onnx: Path, tmp_path: Path) -> None:

@@ -53,7 +53,8 @@ def bench_command(
     model: Path | None = typer.Option(None, "--model", help="model to time: .onnx, .plan/.engine or .pt"),
     compare: bool = typer.Option(False, "--compare", help="time the MODELS interleaved (A B A B) and give ratios"),
     backend: str | None = typer.Option(
-        None, "--backend", help="ort-cpu | ort-cuda | ort-trt | trt | torch (default: by file suffix)"
+        None, "--backend", help="ort-cpu | ort-cuda | ort-trt | ov-cpu | ov-cpu-f32 | ov-cpu-bf16 | trt | torch "
+        "(default: by file suffix; `ghostq bench --backends` lists what runs here)",
     ),
     batch: str = typer.Option("1", "--batch", help="batch sizes, comma-separated (e.g. 1,4,8)"),
     threads: int | None = typer.Option(None, "--threads", min=1, help="CPU threads (default: all usable cores)"),
@@ -64,12 +65,26 @@ def bench_command(
     json_path: Path | None = typer.Option(None, "--json", help="write the full result (every timing) here"),
     md_path: Path | None = typer.Option(None, "--md", help="write the markdown table here"),
     plot_path: Path | None = typer.Option(None, "--plot", help="write a PNG of the latency distributions here"),
+    e2e: list[Path] | None = typer.Option(
+        None, "--e2e", help="images (files or folders): time image file -> boxes per image, step by step"
+    ),
+    tile: int | None = typer.Option(None, "--tile", min=32, help="--e2e: tile side (default: whole image)"),
+    overlap: int = typer.Option(200, "--overlap", min=0, help="--e2e: tile overlap"),
+    rounds: int = typer.Option(3, "--rounds", min=1, help="--e2e: passes over the images"),
+    pipeline: str = typer.Option("fast", "--pipeline", help="--e2e: fast | baseline | both (before / after)"),
+    list_backends: bool = typer.Option(False, "--backends", help="list the backends and whether each runs here"),
 ) -> None:
-    """Latency percentiles, throughput, peak memory and the machine; on a Jetson power mode and power too."""
-    from ghostq.core.atomic import atomic_write_json, atomic_write_text
+    """Latency percentiles, throughput, peak memory and the machine (CPU instruction sets, each backend's
+    precision); on a Jetson power mode and power too. ``--e2e IMAGES``: image file to boxes, step by step."""
     from ghostq.deploy.bench import BenchSettings, bench_model, markdown, plot_latency
     from ghostq.deploy.bench import compare as compare_models
 
+    if list_backends:
+        from ghostq.deploy import available_backends
+
+        for name, why in available_backends().items():
+            console.print(f"{name}: {why}", highlight=False, markup=False)
+        return
     settings = BenchSettings(parse_batches(batch), warmup, iters, threads)
     overrides = model_overrides(img_size, channels, None)
     if compare:
@@ -83,11 +98,27 @@ def bench_command(
             raise GhostqError("ghostq bench needs --model PATH (or --compare A B ...)")
         paths = [model]
     check_outputs(paths, {"--json": json_path, "--md": md_path, "--plot": plot_path})
+    if e2e:
+        if plot_path is not None:
+            raise GhostqError("--plot draws model-only timings; with --e2e use --json / --md")
+        result, text = e2e_bench(paths, e2e, backend, settings, overrides, tile, overlap, rounds, pipeline)
+        _write(result, text, json_path, md_path)
+        return
     if compare:
         result = compare_models(paths, backend, settings, overrides=overrides)
     else:
         result = bench_model(model, backend, settings, overrides=overrides)
     text = markdown(result)
+    _write(result, text, json_path, md_path)
+    if plot_path is not None:
+        plot_latency(result, plot_path)
+        console.print(f"wrote {plot_path}", highlight=False)
+
+
+def _write(result: dict[str, object], text: str, json_path: Path | None, md_path: Path | None) -> None:
+    """Print the table; write the JSON and markdown files asked for."""
+    from ghostq.core.atomic import atomic_write_json, atomic_write_text
+
     console.print(text, highlight=False, markup=False, soft_wrap=True)
     if json_path is not None:
         atomic_write_json(json_path, result)
@@ -95,6 +126,42 @@ def bench_command(
     if md_path is not None:
         atomic_write_text(md_path, text)
         console.print(f"wrote {md_path}", highlight=False)
-    if plot_path is not None:
-        plot_latency(result, plot_path)
-        console.print(f"wrote {plot_path}", highlight=False)
+
+
+def e2e_bench(
+    models: list[Path],
+    images: list[Path],
+    backend: str | None,
+    settings: object,
+    overrides: dict[str, object],
+    tile: int | None,
+    overlap: int,
+    rounds: int,
+    pipeline: str,
+) -> tuple[dict[str, object], str]:
+    """``--e2e``: every model (and pipeline, with ``both``) timed image file -> boxes, interleaved."""
+    from ghostq.core.tiling import list_images
+    from ghostq.deploy.bench import open_for_timing
+    from ghostq.deploy.e2e import PIPELINES, E2ESettings, e2e_markdown, run_e2e
+
+    kinds = PIPELINES if pipeline == "both" else (pipeline,)
+    if any(k not in PIPELINES for k in kinds):
+        raise GhostqError(f"--pipeline must be fast, baseline or both, got {pipeline!r}")
+    for path in images:
+        if not path.exists():
+            raise GhostqError(f"{path}: --e2e image or folder not found")
+    paths = list_images(images)
+    e2e_settings = E2ESettings(rounds=rounds, warmup=min(3, len(paths)), tile=tile, overlap=overlap)
+    runtimes = []
+    try:
+        for m in models:
+            runtimes.append(open_for_timing(m, backend, settings, len(models) > 1, overrides=overrides))
+        names = [m.name if [x.name for x in models].count(m.name) == 1 else str(m) for m in models]
+        names = [n if names.count(n) == 1 else f"{n} #{k + 1}" for k, n in enumerate(names)]
+        entries = [(f"{name} [{kind}]" if len(kinds) > 1 else name, rt, kind)
+                   for name, rt in zip(names, runtimes, strict=True) for kind in kinds]  # fmt: skip
+        result = run_e2e(entries, paths, e2e_settings)
+    finally:
+        for rt in runtimes:
+            rt.close()
+    return result, e2e_markdown(result)

@@ -126,7 +126,11 @@ def bench_runtime(runtime: Runtime, settings: BenchSettings) -> dict[str, Any]:
     return results
 
 
-def _open(path: str | Path, backend: str | None, settings: BenchSettings, interleaved: bool, **kw: Any) -> Runtime:
+def open_for_timing(
+    path: str | Path, backend: str | None, settings: BenchSettings, interleaved: bool, **kw: Any
+) -> Runtime:
+    """Load a model for timing: CPU backends get the settings' threads; interleaved ONNX Runtime sessions do not
+    spin."""
     entry = get_backend(backend or default_backend(path))
     backend = entry.name
     threads = settings.resolved_threads() if entry.cpu_threads else None  # CPU backends: threads fixed
@@ -140,7 +144,7 @@ def bench_model(
 ) -> dict[str, Any]:
     """Load ``path`` on ``backend`` and time it; the result records the model, settings and machine."""
     before = memory_mb().get("rss_mb")
-    with _open(path, backend, settings, False, **kw) as rt:
+    with open_for_timing(path, backend, settings, False, **kw) as rt:
         after = memory_mb().get("rss_mb")
         results = bench_runtime(rt, settings)
         return {
@@ -171,7 +175,7 @@ def compare(
     runtimes: list[Runtime] = []
     try:
         for p in paths:
-            runtimes.append(_open(p, backend, settings, True, **kw))
+            runtimes.append(open_for_timing(p, backend, settings, True, **kw))
         shapes = {(rt.info.in_channels, rt.info.img_size) for rt in runtimes}
         if len(shapes) > 1:
             raise GhostqError(f"the models take different inputs ({sorted(shapes)}); compare like with like")
@@ -236,9 +240,9 @@ def markdown(result: dict[str, Any]) -> str:
     ]
     if result["kind"] == "bench":
         rt = result["runtime"]
-        rows = [(Path(rt["model"]).name, rt["backend"], b, e) for b, e in result["batches"].items()]
+        rows = [(Path(rt["model"]).name, backend_cell(rt), b, e) for b, e in result["batches"].items()]
     else:
-        backends = [r["backend"] for r in result["runtimes"]]
+        backends = [backend_cell(r) for r in result["runtimes"]]
         rows = [
             (lab, backends[k], b, {**e["models"][lab], "peak_rss_mb": e.get("peak_rss_mb")})
             for b, e in result["batches"].items()
@@ -255,6 +259,9 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         f"Machine: {m['cpu']} ({m['cpu_usable']} usable cores); threads {result['settings']['threads']}; {versions}",
     ]
+    isa = m.get("cpu_isa")
+    if isa:
+        lines.append(f"CPU instruction sets: int8 {isa['int8']}, bf16 {isa['bf16']}; flags {' '.join(isa['flags'])}")
     if m.get("gpus"):
         lines.append("GPU: " + "; ".join(g["name"] for g in m["gpus"]))
     if m.get("jetson"):
@@ -265,6 +272,12 @@ def markdown(result: dict[str, Any]) -> str:
         for b, r in result["ratios"].items():
             lines += [f"Batch {b}: p50({result['models'][0]}) / p50({lab}) = {v:.2f}" for lab, v in r.items()]
     return "\n".join(lines) + "\n"
+
+
+def backend_cell(runtime: dict[str, Any]) -> str:
+    """The backend with the precision it ran at ("ov-cpu (bf16)", "ort-cpu (int8)") when the runtime says."""
+    precision = runtime.get("precision")
+    return f"{runtime['backend']} ({precision})" if precision else str(runtime["backend"])
 
 
 def plot_latency(result: dict[str, Any], path: str | Path) -> Path:

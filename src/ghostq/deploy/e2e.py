@@ -31,7 +31,7 @@ from ghostq.core.detections import Detections, decode_outputs
 from ghostq.core.errors import GhostqError
 from ghostq.core.runtime import Runtime
 from ghostq.core.tiling import load_input_image, merge_tiles, prediction_windows, to_image_frame
-from ghostq.deploy.bench import latency_stats
+from ghostq.deploy.bench import backend_cell, latency_stats
 from ghostq.deploy.machine import machine_info
 from ghostq.deploy.postprocess import decode_outputs_fast
 from ghostq.deploy.preprocess import Letterbox, letterbox_image, preprocess
@@ -224,9 +224,12 @@ def e2e_markdown(result: dict[str, Any]) -> str:
         r = result["results"][label]
         t = r["total"]
         cells = [f"{r['steps'][k]['p50_ms']:.2f} ({100 * r['share'][k]:.0f}%)" for k in STEPS]
-        lines.append(f"| {label} | {r['runtime']['backend']} | {r['pipeline']} | {t['p50_ms']:.2f} | "
+        lines.append(f"| {label} | {backend_cell(r['runtime'])} | {r['pipeline']} | {t['p50_ms']:.2f} | "
                      f"{t['p90_ms']:.2f} | {t['p99_ms']:.2f} | " + " | ".join(cells) + " |")  # fmt: skip
     s = result["settings"]
     lines += ["", f"{len(result['images'])} images x {s['rounds']} rounds, interleaved; ms; tile {s['tile']}; "
               f"share = step mean / total mean"]  # fmt: skip
+    isa = result["machine"].get("cpu_isa")
+    if isa:
+        lines.append(f"Machine: {result['machine']['cpu']}; int8 {isa['int8']}, bf16 {isa['bf16']}")
     return "\n".join(lines) + "\n"

@@ -24,13 +24,23 @@ import numpy as np
 from ghostq.core.detections import DecodeSettings
 from ghostq.core.errors import GhostqError
 from ghostq.core.runtime import Backend, Runtime
-from ghostq.deploy.model_info import model_info, onnx_metadata
+from ghostq.deploy.model_info import OUTPUT_LAYOUTS, model_info, onnx_metadata
 from ghostq.deploy.ort_runtime import file_precision, first_line
 
 # backend -> INFERENCE_PRECISION_HINT (None: OpenVINO's default for the CPU)
 OV_PRECISIONS: dict[str, str | None] = {"ov-cpu": None, "ov-cpu-f32": "f32", "ov-cpu-bf16": "bf16"}
 PERFORMANCE_HINTS = ("LATENCY", "THROUGHPUT")
 COUNTED_OPS = ("Convolution", "FullyConnected", "MatMul", "Pooling", "Concatenation", "Eltwise", "Interpolate")
+
+
+def _output_name(output: Any) -> str:
+    """The ONNX graph output name of an OpenVINO output (a tensor can carry several names: its producer's too)."""
+    names = output.get_names()
+    known = [n for n in (*OUTPUT_LAYOUTS, "ood") if n in names]
+    if known:
+        return known[0]
+    plain = sorted(n for n in names if not n.startswith("/"))
+    return plain[0] if plain else output.get_any_name()
 
 
 def _dim(d: Any) -> int | str:
@@ -89,7 +99,7 @@ class OvRuntime(Runtime):
         self._input_dtype = np.float16 if in_type == "f16" else np.float32
         in_shape = tuple(_dim(d) for d in inputs[0].get_partial_shape())
         outs = self._model.outputs
-        names = tuple(o.get_any_name() for o in outs)
+        names = tuple(_output_name(o) for o in outs)
         shapes = [tuple(_dim(d) for d in o.get_partial_shape()) if o.get_partial_shape().rank.is_static else None
                   for o in outs]  # fmt: skip
         meta = onnx_metadata(path) if path.suffix.lower() == ".onnx" else {}
@@ -120,7 +130,7 @@ class OvRuntime(Runtime):
             b = b.astype(self._input_dtype)
         compiled, request = self._compile(len(b))
         result = request.infer({0: b}, share_inputs=True)
-        return {out.get_any_name(): np.asarray(value) for out, value in result.items()}
+        return dict(zip(self.info.output_names, (np.asarray(v) for v in result.values()), strict=True))
 
     def effective_precision(self) -> dict[str, Any]:
         """What ran: the file's precision, OpenVINO's inference precision hint for the float parts, and per op
