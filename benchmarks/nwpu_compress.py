@@ -21,6 +21,7 @@ import json
 import sys
 import time
 from collections.abc import Callable
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -67,12 +68,14 @@ def row_config(cfg: Config, fields: dict[str, Any]) -> Config:
     return cfg.model_copy(update={"compress": ccfg})
 
 
-def expected_seconds(name: str, walls: dict[str, float]) -> float:
+def expected_seconds(name: str, walls: dict[str, float], prior_s: float = 0.0) -> float:
     """Guess of a row's wall-clock: the longest QAT / GHOST row so far (x1.5 for the first GHOST row, as
-    distillation adds a teacher forward); 0 before any trained row."""
+    distillation adds a teacher forward); `prior_s` before any trained row, 0 for PTQ."""
     trained = {k: v for k, v in walls.items() if not k.startswith("ptq")}
-    if not trained:
+    if name.startswith("ptq"):
         return 0.0
+    if not trained:
+        return prior_s
     factor = 1.5 if name.startswith("ghost") and not any(k.startswith("ghost") for k in trained) else 1.0
     return factor * max(trained.values())
 
@@ -128,7 +131,7 @@ def make_row(cfg_row: Config, fp: Any, spec: Any, splits: DataSplits, source: Pa
 
 
 def run_rows(cfg: Config, run: Path, out: Path, names: list[str] | None = None, *, max_steps: int | None = None,
-             budget_s: float | None = None, force: bool = False,
+             budget_s: float | None = None, prior_s: float = 0.0, force: bool = False,
              on_row: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Score the reference rows and make + score each compression row (skipping finished ones, stopping before a
     row expected to overrun `budget_s`; `on_row(rows)` after each new one); {"rows", "not_run", "split",
@@ -143,6 +146,8 @@ def run_rows(cfg: Config, run: Path, out: Path, names: list[str] | None = None, 
         raise SystemExit(f"{run / 'split.json'}: differs from the split of this config (not the same run)")
     shape = (1, cfg.data.in_channels, cfg.data.img_size, cfg.data.img_size)
     source = run / REFERENCE["fp32"]
+    if not source.is_file():
+        raise SystemExit(f"{source}: no FP checkpoint (train the run first: ghostq run configs/nwpu.yaml)")
     source_sha = sha256_file(source)
     rows: dict[str, Any] = {}
     for name, rel in REFERENCE.items():
@@ -176,7 +181,7 @@ def run_rows(cfg: Config, run: Path, out: Path, names: list[str] | None = None, 
             print(f"{name}: finished before, kept", flush=True)
             continue
         made = _check_identity(row_dir / "identity.json", identity, force) and (row_dir / "best.pt").is_file()
-        elapsed, guess = time.time() - t_start, expected_seconds(name, walls)
+        elapsed, guess = time.time() - t_start, expected_seconds(name, walls, prior_s)
         if not made and budget_s is not None and elapsed + guess > budget_s:
             not_run[name] = f"budget: {elapsed / 60:.1f} min used, about {guess / 60:.1f} more needed"
             print(f"{name}: not run ({not_run[name]})", flush=True)
@@ -317,6 +322,8 @@ def main() -> None:
     parser.add_argument("--out", default=str(REPO / "runs" / "nwpu_compress"), help="one folder per row")
     parser.add_argument("--only", default=None, help=f"comma-separated rows of {','.join(ORDER)}")
     parser.add_argument("--budget-min", type=float, default=None, help="start no row expected to end past this")
+    parser.add_argument("--deadline", default=None, help="UTC HH:MM: start no row expected to end past it")
+    parser.add_argument("--prior-min", type=float, default=8.0, help="guess for the first QAT row (minutes)")
     parser.add_argument("--max-steps", type=int, default=None, help="cap QAT steps per row (smoke runs)")
     parser.add_argument("--draws", type=int, default=1000)
     parser.add_argument("--force", action="store_true", help="redo rows made with other settings")
@@ -328,6 +335,11 @@ def main() -> None:
         raise SystemExit(f"--only: unknown rows {sorted(set(names) - set(ORDER))}; rows are {', '.join(ORDER)}")
     cfg = load_config(args.config, args.overrides)
     budget = None if args.budget_min is None else 60 * args.budget_min
+    if args.deadline:
+        now = datetime.now(timezone.utc)
+        hh, mm = (int(v) for v in args.deadline.split(":"))
+        left = (now.replace(hour=hh, minute=mm, second=0, microsecond=0) - now).total_seconds()
+        budget = left if budget is None else min(budget, left)
     out = Path(args.json)
 
     def partial(rows: dict[str, Any]) -> None:  # a run cut off midway still leaves its finished rows' scores
@@ -335,7 +347,7 @@ def main() -> None:
                                 "versions": package_versions()})
 
     done = run_rows(cfg, Path(args.run), Path(args.out), names, max_steps=args.max_steps, budget_s=budget,
-                    force=args.force, on_row=partial)
+                    prior_s=60 * args.prior_min, force=args.force, on_row=partial)
     t0 = time.time()
     diffs = differences(prepare_data(cfg).val_coco(), done["rows"], args.draws)
     import platform
@@ -345,7 +357,8 @@ def main() -> None:
     result = {**done, "differences": diffs, "goals": goals(diffs), "bootstrap_s": round(time.time() - t0, 1),
               "nwpu_json": nwpu_json_check(done["rows"], Path(args.nwpu_json)),
               "settings": {"config": args.config, "overrides": args.overrides, "run": args.run, "out": args.out,
-                           "max_steps": args.max_steps, "budget_min": args.budget_min, "draws": args.draws,
+                           "max_steps": args.max_steps, "budget_min": args.budget_min,
+                           "deadline_utc": args.deadline, "budget_s": budget, "draws": args.draws,
                            "bootstrap_seed": 0, "compress": cfg.compress.model_dump(mode="json")},
               "machine": {"platform": platform.platform(), "processor": platform.machine(),
                           "torch_threads": torch.get_num_threads()},

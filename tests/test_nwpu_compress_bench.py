@@ -57,6 +57,8 @@ def test_row_configs_follow_the_run_compress_section(bench, tiny_run) -> None:
 
 def test_expected_seconds_grows_for_the_first_ghost_row(bench) -> None:
     assert bench.expected_seconds("qat_w4a8", {"ptq_w8a8": 30.0}) == 0.0
+    assert bench.expected_seconds("qat_w4a8", {"ptq_w8a8": 30.0}, prior_s=480.0) == 480.0
+    assert bench.expected_seconds("ptq_w8a8", {}, prior_s=480.0) == 0.0
     assert bench.expected_seconds("qat_w8a8", {"ptq_w8a8": 30.0, "qat_w4a8": 100.0}) == 100.0
     assert bench.expected_seconds("ghost_rule", {"qat_w4a8": 100.0, "qat_w8a8": 80.0}) == 150.0
     assert bench.expected_seconds("ghost_w4budget_off", {"qat_w4a8": 100.0, "ghost_rule": 120.0}) == 120.0
