@@ -36,6 +36,9 @@ KINDS = ("symmetric", "asymmetric", "pairflip", "drop", "jitter")
 # Synthetic / DOTA: small <-> large vehicle, plane <-> helicopter (DOTA only: the synthetic set has no
 # helicopter, so its planes, ships and storage tanks keep their labels), sports fields among themselves.
 # VEDAI: car <-> van, truck <-> pickup, camping car -> van, tractor -> truck, bus -> truck.
+# NWPU VHR-10 (issue 12): tennis court <-> basketball court, baseball diamond <-> ground track field,
+# ship <-> harbor, vehicle <-> ship (a ship flips to harbor or vehicle at random); DIOR's ship / harbor /
+# vehicle share these names and so these look-alikes.
 SIMILAR_CLASSES: dict[str, tuple[str, ...]] = {
     "small-vehicle": ("large-vehicle",),
     "large-vehicle": ("small-vehicle",),
@@ -47,6 +50,11 @@ SIMILAR_CLASSES: dict[str, tuple[str, ...]] = {
     "soccer-ball-field": ("ground-track-field",),
     "tennis court": ("basketball court",),
     "basketball court": ("tennis court",),
+    "baseball diamond": ("ground track field",),
+    "ground track field": ("baseball diamond",),
+    "ship": ("harbor", "vehicle"),
+    "harbor": ("ship",),
+    "vehicle": ("ship",),
     "tenniscourt": ("basketballcourt",),
     "basketballcourt": ("tenniscourt",),
     "groundtrackfield": ("stadium",),
