@@ -1,13 +1,14 @@
 """Robust losses on real data (NWPU VHR-10, the recorded split of runs/nwpu): OOD rejection on the 120 real
 negative images (the memorisation curve: ``robust_nwpu_memo.py``).
 
-Per detection, do the OOD scores (MSP, energy; and 1 - confidence for reference) separate detections on
-negative images (no target class in them) from true positives on val images? Rows: the reference model
-(``runs/nwpu/fp/best.pt``) and models fine-tuned from it for ``--ft-epochs`` epochs at the same input size with
-the default loss (the control), LogitNorm and LogitClip. At each model's operating threshold (best F1 on val):
-AUROC and FPR at 95% TPR (ID = val true positives, OOD = detections on negative images: the 29 val negatives,
-unseen in training, and all 120), false positives per negative image, val mAP; paired bootstrap intervals over
-images (1,000 draws, seed 0) for each difference against its baseline.
+Per detection, do the OOD scores (MSP, energy; and 1 - confidence for reference) separate detections on negative
+images (no target class in them) from true positives on val images? Rows: the reference model
+(``runs/nwpu/fp/best.pt``) and models fine-tuned from it for ``--ft-epochs`` epochs at the same input size with the
+default loss (the control), LogitNorm, LogitClip and ODNL (its open-set objects: textured crops of the 91 train-
+split negative images, ``ghostq.detect.data.negative_crops``; only the 29 val negatives are unseen by it). At each
+model's operating threshold (best F1 on val): AUROC and FPR at 95% TPR (ID = val true positives, OOD = detections
+on negative images: the 29 val negatives, unseen in training, and all 120), false positives per negative image, val
+mAP; paired bootstrap intervals over images (1,000 draws, seed 0) for each difference against its baseline.
 
     python benchmarks/robust_nwpu.py data.root=../shared/nwpu_vhr10 [--ft-epochs 3] [--rows default,...]
 
@@ -36,8 +37,10 @@ FT_ROWS: dict[str, list[str]] = {  # fine-tuned from the reference model (sigmoi
     "ft_default": [],
     "ft_logitnorm": ["loss.cls=logitnorm", "loss.logitnorm_tau=0.04"],
     "ft_logitclip": ["loss.logit_clip={p: inf, bound: 4.0}"],
+    "ft_odnl": ["loss.open_set={method: odnl, eta: 0.5, per_image: 3, source: CROPS}"],  # crops of train negatives
 }
-BASELINE = {"ft_default": "default", "ft_logitnorm": "ft_default", "ft_logitclip": "ft_default"}
+BASELINE = {"ft_default": "default", "ft_logitnorm": "ft_default", "ft_logitclip": "ft_default",
+            "ft_odnl": "ft_default"}
 
 
 def load_split(config: str, overrides: list[str], run: Path):
@@ -76,7 +79,13 @@ def fine_tune(name: str, args, work: Path) -> Path:
     overrides = [*args.overrides, f"run.root={work}", f"run.name={name}", f"train.epochs={e}",
                  f"train.val_every={e}", f"train.lr={args.ft_lr}", "train.warmup_epochs=0.25",
                  f"train.threads={args.threads}", "train.device=cpu", *FT_ROWS[name]]
+    crops = work / "negative_crops"
+    overrides = [o.replace("CROPS", str(crops)) for o in overrides]
     cfg, splits, _ = load_split(args.config, overrides, Path(args.run))
+    if cfg.loss.open_set is not None and not crops.is_dir():
+        from ghostq.detect.data.negative_crops import negative_crops
+
+        negative_crops([r for r in splits.train if r.num_objects == 0], crops, seed=cfg.run.seed)
     model, _ = load_detector(Path(args.run) / "fp" / "best.pt")
     torch.set_num_threads(args.threads)
     t0 = time.time()
