@@ -10,6 +10,7 @@ from scipy import ndimage
 
 from ghostq.core.detections import DecodeSettings
 from ghostq.core.runtime import ModelInfo, Runtime
+from ghostq.core.tiling import CONTAINED, drop_cut_pieces
 from ghostq.deploy.predict import detect_image
 
 SLOTS = 4096  # candidate points of the fake graph
@@ -64,3 +65,34 @@ def test_whole_image_inference_stops_at_max_det():
     assert len(detect_image(rt, image)) == 100 < len(gt)
     raised = BrightSquares(1024, DecodeSettings(score_threshold=0.5, iou_threshold=0.5, max_det=2000))
     assert len(detect_image(raised, image)) == len(gt)
+
+
+def _drop_cut_pieces_pairwise(boxes: np.ndarray, labels: np.ndarray, cut: np.ndarray) -> np.ndarray:
+    """The definition, with the full pairwise matrix (what drop_cut_pieces computed before it was chunked)."""
+    n = len(boxes)
+    lt = np.maximum(boxes[:, None, :2], boxes[None, :, :2])
+    rb = np.minimum(boxes[:, None, 2:], boxes[None, :, 2:])
+    inter = np.prod(np.clip(rb - lt, 0, None), axis=-1)
+    area = np.prod(np.clip(boxes[:, 2:] - boxes[:, :2], 0, None), axis=-1)
+    inside = inter / np.maximum(area, 1e-6)[:, None]
+    same = labels[:, None] == labels[None, :]
+    covered = ((inside >= CONTAINED) & same & ~np.eye(n, dtype=bool) & ~cut[None, :]).any(1)
+    return np.flatnonzero(~(cut & covered))
+
+
+def test_chunked_drop_cut_pieces_equals_the_pairwise_definition():
+    rng = np.random.default_rng(0)
+    for n in (0, 1, 7, 600):
+        xy = rng.uniform(0, 200, (n, 2)).astype(np.float32)
+        wh = rng.uniform(1, 30, (n, 2)).astype(np.float32)
+        boxes = np.concatenate([xy, xy + wh], 1)
+        inner = boxes[: n // 3] + np.float32(0.5) * np.array([1, 1, -1, -1], np.float32)  # pieces inside others
+        boxes = np.concatenate([boxes, inner])
+        labels = rng.integers(0, 3, len(boxes))
+        labels[n:] = labels[: n // 3]
+        cut = rng.uniform(size=len(boxes)) < 0.4
+        np.testing.assert_array_equal(
+            drop_cut_pieces(boxes, labels, cut), _drop_cut_pieces_pairwise(boxes, labels, cut)
+        )
+        if n == 600:
+            assert len(drop_cut_pieces(boxes, labels, cut)) < len(boxes)  # the case is not vacuous

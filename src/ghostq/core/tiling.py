@@ -36,6 +36,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 EDGE_MARGIN = 2.0  # px: a box this close to an interior tile edge counts as cut by it
 CONTAINED = 0.8  # share of a cut box's area inside a kept same-class box for the cut box to go
 CUT_PENALTY = 2.0  # subtracted from a cut box's score for the NMS order only (scores lie in [0, 1])
+CHUNK = 256  # cut boxes tested at once against the uncut ones (drop_cut_pieces)
 Window = tuple[int, int, int, int]
 DetectFn = Callable[[np.ndarray], Detections]
 
@@ -200,18 +201,29 @@ def merge_tiles(dets: Detections, cut: np.ndarray, iou_threshold: float, max_det
 
 
 def drop_cut_pieces(boxes: np.ndarray, labels: np.ndarray, cut: np.ndarray) -> np.ndarray:
-    """Indices to keep: a cut box goes when a different, uncut same-class box holds most of its area."""
+    """Indices to keep: a cut box goes when a different, uncut same-class box holds most of its area.
+
+    Only cut boxes are tested, against the uncut boxes of their class, in chunks of CHUNK rows: memory stays
+    O(CHUNK x n) where a full pairwise matrix of a dense 2560-px scene (~20,000 boxes) would need gigabytes."""
     n = len(boxes)
     if n == 0 or not cut.any():
         return np.arange(n)
-    lt = np.maximum(boxes[:, None, :2], boxes[None, :, :2])
-    rb = np.minimum(boxes[:, None, 2:], boxes[None, :, 2:])
-    inter = np.prod(np.clip(rb - lt, 0, None), axis=-1)
-    area = np.prod(np.clip(boxes[:, 2:] - boxes[:, :2], 0, None), axis=-1)
-    inside = inter / np.maximum(area, 1e-6)[:, None]  # [i, j]: share of box i inside box j
-    same = labels[:, None] == labels[None, :]
-    covered = ((inside >= CONTAINED) & same & ~np.eye(n, dtype=bool) & ~cut[None, :]).any(1)
-    return np.flatnonzero(~(cut & covered))
+    covered = np.zeros(n, bool)
+    cut_idx, whole_idx = np.flatnonzero(cut), np.flatnonzero(~cut)
+    for label in np.unique(labels[cut_idx]):
+        rows, cols = cut_idx[labels[cut_idx] == label], whole_idx[labels[whole_idx] == label]
+        if len(cols) == 0:
+            continue
+        others = boxes[cols]
+        for start in range(0, len(rows), CHUNK):
+            r = rows[start : start + CHUNK]
+            piece = boxes[r]
+            lt = np.maximum(piece[:, None, :2], others[None, :, :2])
+            rb = np.minimum(piece[:, None, 2:], others[None, :, 2:])
+            inter = np.prod(np.clip(rb - lt, 0, None), axis=-1)
+            area = np.prod(np.clip(piece[:, 2:] - piece[:, :2], 0, None), axis=-1)
+            covered[r] = (inter / np.maximum(area, 1e-6)[:, None] >= CONTAINED).any(1)  # share inside each
+    return np.flatnonzero(~covered)
 
 
 def coco_results(dets: list[ImageDetections], with_file_name: bool = True) -> list[dict[str, Any]]:
