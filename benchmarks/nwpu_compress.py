@@ -28,9 +28,9 @@ from typing import Any
 from ghostq.core.atomic import atomic_path, atomic_write_json, atomic_write_text
 from ghostq.core.config import Config
 from ghostq.core.runs import package_versions, sha256_file
-from ghostq.detect.bootstrap import map_difference
+from ghostq.detect.bootstrap import SEED, coco_map, coco_matches, paired_bootstrap
 from ghostq.detect.data.prepare import DataSplits, prepare_data, split_record
-from ghostq.detect.evaluate import evaluate_coco
+from ghostq.detect.evaluate import evaluate_coco, load_ground_truth
 from ghostq.stages.config import load_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -206,10 +206,26 @@ def run_rows(cfg: Config, run: Path, out: Path, names: list[str] | None = None, 
 
 
 def differences(gt: Any, rows: dict[str, Any], draws: int) -> dict[str, Any]:
-    """Paired bootstrap intervals: each row - fp32, and each GHOST row at the W4 size - qat_w4a8."""
+    """Paired bootstrap intervals: each row - fp32, and each GHOST row at the W4 size - qat_w4a8.
+
+    The same figures as `map_difference` for each pair (a test checks it), with each row's matches computed once
+    and each row's AP on a draw reused across pairs and metrics (every pair sees the same draws: same seed)."""
     pairs = [("fp32", name) for name in rows if name != "fp32" and "fp32" in rows]
     pairs += [(a, b) for a, b in W4_PAIRS if a in rows and b in rows]
-    return {f"{b} - {a}": {m: map_difference(gt, rows[a]["dets"], rows[b]["dets"], m, draws=draws)
+    truth = load_ground_truth(gt)
+    matches = {name: coco_matches(truth, rows[name]["dets"]) for name in {n for pair in pairs for n in pair}}
+    cache: dict[tuple[str, bytes], dict[str, float]] = {}
+
+    def stat(name: str, metric: str) -> Callable[[Any], float]:
+        def value(weights: Any) -> float:
+            key = (name, weights.tobytes())
+            if key not in cache:
+                cache[key] = coco_map(matches[name], weights)
+            return cache[key][metric]
+        return value
+
+    n = len(truth.image_ids)
+    return {f"{b} - {a}": {m: {"metric": m, **paired_bootstrap(stat(a, m), stat(b, m), n, draws, SEED)}
                            for m in ("mAP50", "mAP50_95")} for a, b in pairs}
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from ghostq.core.compress_config import CompressConfig
+from ghostq.detect.bootstrap import map_difference
 from ghostq.stages.compress import compress
 from ghostq.stages.config import load_config
 from ghostq.stages.train import train
@@ -88,6 +89,9 @@ def test_rows_scored_resumed_refused_and_reported(bench, tiny_run, tmp_path: Pat
 
     diffs = bench.differences(bench.prepare_data(cfg).val_coco(), rows, draws=20)
     assert {"qat_w4a8 - fp32", "ptq_w8a8 - fp32", "ghost_w4budget - fp32", "ghost_w4budget - qat_w4a8"} <= set(diffs)
+    gt = bench.prepare_data(cfg).val_coco()
+    same = map_difference(gt, rows["qat_w4a8"]["dets"], rows["ghost_w4budget"]["dets"], "mAP50_95", draws=20)
+    assert diffs["ghost_w4budget - qat_w4a8"]["mAP50_95"] == same  # the shared function's figures, reused draws
     for d in diffs.values():
         lo, hi = d["mAP50"]["ci"]
         assert lo <= d["mAP50"]["diff"] + 1e-12 and d["mAP50"]["diff"] <= hi + 1e-12
