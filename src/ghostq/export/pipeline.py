@@ -87,7 +87,7 @@ def export_files(cfg: Config, ecfg: ExportConfig, source: Path, ghost: Path, int
             splits = data()
             base = protos["fp32"]
             skip = [] if ecfg.int8.quantize_prediction_convs else list(model.prediction_layer_names())
-            calib = _calib_batches(cfg, ecfg, splits.train)
+            calib = train_calibration_batches(cfg, ecfg, splits.train)
             spec = ptq_minmax(base, calib, skip=skip)
         specs = {"trt": spec, "cpu": spec}
         if ecfg.int8.cpu and ecfg.int8.cpu_prediction_convs == "int8":
@@ -95,7 +95,7 @@ def export_files(cfg: Config, ecfg: ExportConfig, source: Path, ghost: Path, int
 
             if calib is None:
                 splits = splits or data()
-                calib = _calib_batches(cfg, ecfg, splits.train)
+                calib = train_calibration_batches(cfg, ecfg, splits.train)
             i8 = ecfg.int8
             specs["cpu"] = with_quantized_convs(base, spec, model.prediction_layer_names(), calib,
                                                 i8.prediction_calib, i8.prediction_percentile)
@@ -163,7 +163,7 @@ def export_files(cfg: Config, ecfg: ExportConfig, source: Path, ghost: Path, int
         result.verify = doc
 
 
-def _calib_batches(cfg: Config, ecfg: ExportConfig, records: list) -> list[np.ndarray]:
+def train_calibration_batches(cfg: Config, ecfg: ExportConfig, records: list) -> list[np.ndarray]:
     """Letterboxed, unaugmented training images for the PTQ ranges (the first batches in a seeded order)."""
     from ghostq.detect.inference import make_eval_loader
 
