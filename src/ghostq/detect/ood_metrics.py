@@ -33,14 +33,8 @@ def auroc(id_scores: np.ndarray, ood_scores: np.ndarray) -> float:
     """Area under the ROC of ``score`` as a detector of OOD samples (0.5 = chance, 1 = perfect)."""
     a, b = _scores(id_scores, ood_scores)
     both = np.concatenate([a, b])
-    order = np.argsort(both, kind="mergesort")
-    ranks = np.empty(both.size, np.float64)
-    sorted_vals = both[order]
-    # average ranks of ties (1-based)
-    starts = np.r_[0, np.flatnonzero(np.diff(sorted_vals)) + 1]
-    ends = np.r_[starts[1:], both.size]
-    for s, e in zip(starts, ends, strict=True):
-        ranks[order[s:e]] = (s + e + 1) / 2.0
+    _, inverse, counts = np.unique(both, return_inverse=True, return_counts=True)
+    ranks = (np.cumsum(counts) - (counts - 1) / 2.0)[inverse]  # 1-based ranks, ties averaged
     r_ood = ranks[a.size:].sum()
     return float((r_ood - b.size * (b.size + 1) / 2.0) / (a.size * b.size))
 
