@@ -13,6 +13,7 @@ from ghostq.cli import (  # noqa: F401  (importing registers the commands)
     data_tools,
     eval_commands,
     export_commands,
+    incremental_commands,
     predict_commands,
     run_commands,
     train_commands,

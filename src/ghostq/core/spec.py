@@ -47,6 +47,18 @@ class DecodeSpec:
 
 
 @dataclass(frozen=True)
+class AnalyticSpec:
+    """An ACIL head (`ghostq.detect.acil_head`): per level a 1x1 buffer conv (`buffer_dim`, ReLU) and a 1x1
+    classifier conv replace the final classification conv; the branch before it was trained on `feature_classes`
+    classes (its width depends on them); `gamma` and `seed` (of the random buffer) as fitted."""
+
+    buffer_dim: int
+    feature_classes: int
+    gamma: float = 0.1
+    seed: int = 0
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     """What a detector is: classes, input, architecture, head, LogitClip, decoding."""
 
@@ -60,6 +72,7 @@ class ModelSpec:
     logit_clip: LogitClipSpec | None = None
     decode: DecodeSpec = field(default_factory=DecodeSpec)
     version: int = SPEC_VERSION
+    analytic: AnalyticSpec | None = None  # an analytic (ACIL) classification head; None: the trained one
 
     @property
     def num_classes(self) -> int:
@@ -71,6 +84,8 @@ class ModelSpec:
         d["classes"], d["strides"] = list(self.classes), list(self.strides)
         if self.logit_clip is not None and math.isinf(self.logit_clip.p):
             d["logit_clip"]["p"] = "inf"
+        if self.analytic is None:
+            del d["analytic"]  # specs without an analytic head read as before
         return d
 
     @classmethod
@@ -99,11 +114,14 @@ class ModelSpec:
                 logit_clip=None if clip is None else _clip(clip),
                 decode=_decode(d.get("decode") or {}),
                 version=version,
+                analytic=None if d.get("analytic") is None else _analytic(d["analytic"]),
             )
         except KeyError as err:
             raise GhostqError(f"{source}: model spec has no {err.args[0]!r}") from None
         except (TypeError, ValueError) as err:
             raise GhostqError(f"{source}: bad model spec: {err}") from None
+        if spec.analytic is not None and (spec.head != "sigmoid" or spec.logit_clip is not None):
+            raise GhostqError(f"{source}: bad model spec: an analytic head scores with a sigmoid and no LogitClip")
         if spec.img_size % max(spec.strides):
             raise GhostqError(f"{source}: img_size {spec.img_size} is not a multiple of stride {max(spec.strides)}")
         return spec
@@ -156,6 +174,17 @@ def _clip(d: Any) -> LogitClipSpec:
         raise ValueError(f"logit_clip.p must be 2 or inf, got {d.get('p')!r}")
     mode = _choice(d.get("mode", "continuous"), ("continuous", "official"), "logit_clip.mode")
     return LogitClipSpec(_finite_positive(d.get("bound"), "logit_clip.bound"), p, mode)
+
+
+def _analytic(d: Any) -> AnalyticSpec:
+    if not isinstance(d, dict):
+        raise ValueError(f"analytic must be a mapping or null, got {d!r}")
+    seed = d.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"analytic.seed must be an integer >= 0, got {seed!r}")
+    return AnalyticSpec(_positive_int(d.get("buffer_dim"), "analytic.buffer_dim"),
+                        _positive_int(d.get("feature_classes"), "analytic.feature_classes"),
+                        _finite_positive(d.get("gamma", 0.1), "analytic.gamma"), seed)
 
 
 def _decode(d: Any) -> DecodeSpec:

@@ -82,7 +82,8 @@ class Detector(nn.Module):
         """Module names of the final prediction convs (classification then box, per level), the layers GHOST
         keeps in full precision by default."""
         n = len(self.strides)
-        return [f"head.cls_preds.{i}" for i in range(n)] + [f"head.box_preds.{i}" for i in range(n)]
+        cls = [f"head.cls_preds.{i}{getattr(p, 'prediction_suffix', '')}" for i, p in enumerate(self.head.cls_preds)]
+        return cls + [f"head.box_preds.{i}" for i in range(n)]
 
     def extra_repr(self) -> str:
         return (f"num_classes={self.num_classes}, head_type={self.head_type!r}, strides={self.strides}, "

@@ -9,10 +9,11 @@ from ghostq.detect.models.detector import Detector, build_detector
 
 def build_detector_from_spec(spec: ModelSpec) -> Detector:
     """Build the (untrained) detector of `spec`; an impossible architecture is a one-line GhostqError."""
+    analytic = spec.analytic
     try:
-        return build_detector(
+        model = build_detector(
             spec.backbone,
-            spec.num_classes,
+            spec.num_classes if analytic is None else analytic.feature_classes,
             in_channels=spec.in_channels,
             strides=spec.strides,
             head=spec.head,
@@ -20,6 +21,11 @@ def build_detector_from_spec(spec: ModelSpec) -> Detector:
         )
     except (KeyError, ValueError) as err:
         raise GhostqError(f"model spec: cannot build the detector: {' '.join(str(err).split())}") from None
+    if analytic is not None:  # an ACIL head: two 1x1 convs per level in place of the final classification conv
+        from ghostq.detect.models.analytic_pred import install_analytic_preds
+
+        install_analytic_preds(model, analytic.buffer_dim, spec.num_classes)
+    return model
 
 
 def check_model_matches(model: Detector, spec: ModelSpec) -> None:
