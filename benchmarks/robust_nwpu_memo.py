@@ -130,6 +130,30 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def plot(result: dict[str, Any], path: Path) -> None:
+    """Memorised / true-class shares of the flipped train objects and clean-val mAP50 per epoch, per method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    for (name, row), colour in zip(result["rows"].items(), ("tab:blue", "tab:orange", "tab:green"), strict=False):
+        hist = row["history"]
+        ep = [h["epoch"] for h in hist]
+        ax1.plot(ep, [100 * h["flipped"]["noisy"] for h in hist], "-", color=colour, label=f"{name}: noisy class")
+        ax1.plot(ep, [100 * h["flipped"]["true"] for h in hist], "--", color=colour, label=f"{name}: true class")
+        val = [(h["epoch"], 100 * h["val_mAP50"]) for h in hist if "val_mAP50" in h]
+        ax2.plot([v[0] for v in val], [v[1] for v in val], "o-", color=colour, label=name)
+    ax1.set(xlabel="epoch", ylabel="% of flipped train objects", title="predicted as ... (flipped labels)")
+    ax2.set(xlabel="epoch", ylabel="clean-val mAP50 (%)", title="clean val")
+    ax1.legend(fontsize=8)
+    ax2.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("overrides", nargs="*", help="dotted config overrides (data.root=...)")
@@ -167,6 +191,7 @@ def main() -> None:
               "machine": machine(), "versions": package_versions(), "wall_s": round(time.time() - t0, 1)}
     atomic_write_json(args.json, result)
     atomic_write_text(Path(args.json).with_suffix(".md"), markdown(result))
+    plot(result, Path(args.json).with_suffix(".png"))
     print(markdown(result))
 
 
