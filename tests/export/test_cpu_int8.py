@@ -127,37 +127,41 @@ def test_export_config_validates_the_setting() -> None:
             Int8Section(**bad)
 
 
-def test_cpu_int8_file_vs_quantized_torch_model() -> None:
-    """A tiny detector quantized as GHOST leaves it (brevitas, FP prediction convs, tied scale groups): the CPU
-    file with 8-bit prediction convs, written from its integer weights and scales, gives the torch model's scores
-    and boxes within the rounding of the prediction convs' inputs and outputs."""
+@pytest.fixture(scope="module")
+def student():
+    """A tiny detector quantized as GHOST leaves it (brevitas, FP prediction convs, tied scale groups)."""
     pytest.importorskip("brevitas")
     from ghostq.compress.fold_bn import fold_bn
     from ghostq.compress.pipeline import build_student
     from ghostq.compress.quantize import FP_BITS, calibrate_activations, init_weight_scales, quantizable_layers
     from ghostq.core.compress_config import CompressConfig
-    from ghostq.export.ghost_source import dequantized_copy, spec_from_quantized
     from ghostq.export.scale_groups_trace import trace_scale_groups
-    from ghostq.export.verify import torch_reference
 
     torch.set_num_threads(1)
     fp = tiny_detector()
     preds = fp.prediction_layer_names()
     bits = {n: FP_BITS if n in preds else 8 for n in quantizable_layers(fold_bn(fp))}
-    student, _ = build_student(fp, CompressConfig(), bits, (1, 3, SIZE, SIZE), trace_scale_groups)
-    init_weight_scales(student, "max")
-    calibrate_activations(student, [torch.from_numpy(b) for b in _calib()])
-    student.eval()
+    model, groups = build_student(fp, CompressConfig(), bits, (1, 3, SIZE, SIZE), trace_scale_groups)
+    init_weight_scales(model, "max")
+    calibrate_activations(model, [torch.from_numpy(b) for b in _calib()])
+    return model.eval(), bits, groups
+
+
+def test_cpu_int8_file_vs_quantized_torch_model(student) -> None:
+    """The CPU file with 8-bit prediction convs, written from the quantized model's integer weights and scales,
+    gives the torch model's scores and boxes within the rounding of the prediction convs' inputs and outputs."""
+    from ghostq.export.ghost_source import dequantized_copy, spec_from_quantized
+    from ghostq.export.onnx_export import bare_model_spec
+    from ghostq.export.verify import torch_reference
+
+    student, _bits, _groups = student
+    preds = student.prediction_layer_names()
     base = export_onnx(dequantized_copy(student), None, SIZE)
     spec = spec_from_quantized(student)
     assert not set(preds) & set(spec)  # GHOST's choice: the prediction convs are not in the source
-    cpu = with_quantized_convs(base, spec, preds, _calib())
-    q = write_qdq(base, cpu, "cpu")
-    assert read_metadata(q).get("ghostq.spec")  # the file keeps the model spec of its FP32 graph
+    q = write_qdq(base, with_quantized_convs(base, spec, preds, _calib()), "cpu")
     x = images(4, seed=5)
     scores, boxes = ort_session(q).run(None, {"images": x})
-    from ghostq.export.onnx_export import bare_model_spec
-
     want_scores, want_boxes = (t.numpy() for t in torch_reference(student, bare_model_spec(student, SIZE, 3, None))(
         torch.from_numpy(x)))
     ref_scores, ref_boxes = ort_session(write_qdq(base, spec, "cpu")).run(None, {"images": x})
@@ -168,3 +172,35 @@ def test_cpu_int8_file_vs_quantized_torch_model() -> None:
     # rounding flip between torch and ONNX Runtime, so neither is exact; trained models: verify.json's mAP)
     assert d_boxes < 1.1 * d_ref
     assert np.abs(scores - want_scores).max() < 1.5 * np.abs(ref_scores - want_scores).max() + 1e-3
+
+
+def test_checkpoint_export_quantizes_prediction_convs_only_with_calibration_images(student, tmp_path) -> None:
+    """``ghostq export --model ghost/best.pt``: with --calib the CPU file's prediction convs are integer; without,
+    one line says they stay as the checkpoint has them. The TensorRT form keeps GHOST's choice either way."""
+    from PIL import Image
+
+    from ghostq.detect.checkpoint import save_checkpoint
+    from ghostq.export.checkpoint_export import export_checkpoint
+    from ghostq.export.onnx_export import bare_model_spec
+
+    model, bits, groups = student
+    spec = bare_model_spec(model, SIZE, 3, None)
+    ckpt = save_checkpoint(tmp_path / "best.pt", {
+        "spec": spec.to_dict(), "classes": list(spec.classes), "model": model.state_dict(), "bits": bits,
+        "scale_groups": groups, "act_bits": 8, "act_calib": "percentile"})
+    folder = tmp_path / "calib"
+    folder.mkdir()
+    for k, im in enumerate(images(4, seed=3)):
+        Image.fromarray((im.transpose(1, 2, 0) * 255).astype(np.uint8)).save(folder / f"{k}.png")
+    without = export_checkpoint(ckpt, tmp_path / "a")
+    assert any("--calib IMAGES_DIR" in m for m in without.messages)
+    with_calib = export_checkpoint(ckpt, tmp_path / "b", calib=folder)
+    assert not with_calib.messages
+
+    def tag(result, key: str) -> str:
+        return read_metadata(onnx.load(str(result.files[key])))["ghostq.prediction_convs"]
+
+    assert tag(without, "int8_cpu") == "fp" and tag(with_calib, "int8_cpu") == "int8"
+    assert tag(without, "int8") == tag(with_calib, "int8") == "fp"
+    explained = explain_graph(optimized_graph(with_calib.files["int8_cpu"]))
+    assert explained["ops"]["QLinearConv"]["integer"] == len(conv_nodes(export_onnx(model, None, SIZE)))
