@@ -171,55 +171,64 @@ def compare(
     size, ``ratios[batch][model]`` = p50(first) / p50(model) for every other model and batch size."""
     if len(paths) < 2:
         raise GhostqError("--compare needs at least two models")
-    labels = _labels(paths)
     runtimes: list[Runtime] = []
     try:
         for p in paths:
             runtimes.append(open_for_timing(p, backend, settings, True, **kw))
-        shapes = {(rt.info.in_channels, rt.info.img_size) for rt in runtimes}
-        if len(shapes) > 1:
-            raise GhostqError(f"the models take different inputs ({sorted(shapes)}); compare like with like")
-        monitor = settings.telemetry and is_jetson()
-        per_batch: dict[str, Any] = {}
-        ratios: dict[str, dict[str, float]] = {}
-        for batch in settings.batches:
-            x = random_batch(runtimes[0], batch, settings.seed)
-            for _ in range(settings.warmup):
-                for rt in runtimes:
-                    rt.run(x)
-            times: list[list[float]] = [[] for _ in runtimes]
-
-            def loop(x: np.ndarray = x, times: list[list[float]] = times) -> None:
-                for _ in range(settings.iters):
-                    for k, rt in enumerate(runtimes):
-                        times[k].append(_time_once(rt, x))
-
-            samples = _timed(loop, monitor)
-            stats = {label: latency_stats(t, batch) for label, t in zip(labels, times, strict=True)}
-            for label, t in zip(labels, times, strict=True):
-                stats[label]["times_ms"] = [round(v, 4) for v in t]
-            entry: dict[str, Any] = {"models": stats, **memory_mb()}
-            if monitor:  # one power trace for the interleaved run: shared by the models
-                entry["telemetry"] = summarize(samples)
-            per_batch[str(batch)] = entry
-            first = stats[labels[0]]["p50_ms"]
-            ratios[str(batch)] = {lab: first / stats[lab]["p50_ms"] for lab in labels[1:]}
-        return {
-            "kind": "compare",
-            "models": labels,
-            "ratio": ratios[str(settings.batches[0])][labels[1]],
-            "ratio_definition": f"p50 latency of {labels[0]} / p50 latency of {labels[1]} at batch "
-            f"{settings.batches[0]} (> 1: {labels[1]} is faster)",
-            "ratios": ratios,
-            "runtimes": [rt.describe() for rt in runtimes],
-            "settings": _settings_dict(settings),
-            "timed": "Runtime.run: host input -> host outputs; no letterbox, no decoding; models interleaved",
-            "batches": per_batch,
-            "machine": machine_info(),
-        }
+        return compare_runtimes(list(zip(_labels(paths), runtimes, strict=True)), settings)
     finally:
         for rt in runtimes:
             rt.close()
+
+
+def compare_runtimes(entries: Sequence[tuple[str, Runtime]], settings: BenchSettings) -> dict[str, Any]:
+    """Time loaded runtimes interleaved (any mix of backends and files: ONNX Runtime and OpenVINO on the same
+    files in one run); the result of :func:`compare`, labels as given."""
+    labels = [label for label, _ in entries]
+    runtimes = [rt for _, rt in entries]
+    if len(set(labels)) != len(labels):
+        raise GhostqError(f"interleaved models need distinct labels, got {labels}")
+    shapes = {(rt.info.in_channels, rt.info.img_size) for rt in runtimes}
+    if len(shapes) > 1:
+        raise GhostqError(f"the models take different inputs ({sorted(shapes)}); compare like with like")
+    monitor = settings.telemetry and is_jetson()
+    per_batch: dict[str, Any] = {}
+    ratios: dict[str, dict[str, float]] = {}
+    for batch in settings.batches:
+        x = random_batch(runtimes[0], batch, settings.seed)
+        for _ in range(settings.warmup):
+            for rt in runtimes:
+                rt.run(x)
+        times: list[list[float]] = [[] for _ in runtimes]
+
+        def loop(x: np.ndarray = x, times: list[list[float]] = times) -> None:
+            for _ in range(settings.iters):
+                for k, rt in enumerate(runtimes):
+                    times[k].append(_time_once(rt, x))
+
+        samples = _timed(loop, monitor)
+        stats = {label: latency_stats(t, batch) for label, t in zip(labels, times, strict=True)}
+        for label, t in zip(labels, times, strict=True):
+            stats[label]["times_ms"] = [round(v, 4) for v in t]
+        entry: dict[str, Any] = {"models": stats, **memory_mb()}
+        if monitor:  # one power trace for the interleaved run: shared by the models
+            entry["telemetry"] = summarize(samples)
+        per_batch[str(batch)] = entry
+        first = stats[labels[0]]["p50_ms"]
+        ratios[str(batch)] = {lab: first / stats[lab]["p50_ms"] for lab in labels[1:]}
+    return {
+        "kind": "compare",
+        "models": labels,
+        "ratio": ratios[str(settings.batches[0])][labels[1]] if len(labels) > 1 else 1.0,
+        "ratio_definition": f"p50 latency of {labels[0]} / p50 latency of {labels[min(1, len(labels) - 1)]} at "
+        f"batch {settings.batches[0]} (> 1: the second is faster)",
+        "ratios": ratios,
+        "runtimes": [rt.describe() for rt in runtimes],
+        "settings": _settings_dict(settings),
+        "timed": "Runtime.run: host input -> host outputs; no letterbox, no decoding; models interleaved",
+        "batches": per_batch,
+        "machine": machine_info(),
+    }
 
 
 def _settings_dict(settings: BenchSettings) -> dict[str, Any]:
