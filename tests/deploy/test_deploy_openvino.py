@@ -45,6 +45,17 @@ def test_machine_record_has_the_isa() -> None:
     assert set(isa) == {"flags", "int8", "bf16", "amx"} and isinstance(isa["flags"], list)
 
 
+def test_file_precision_from_qdq_nodes_and_metadata(tmp_path: Path) -> None:
+    from ghostq.deploy.ort_runtime import file_precision
+
+    qdq = tmp_path / "q.onnx"
+    qdq.write_bytes(b"\x08\x07 ... DequantizeLinear ...")
+    plain = tmp_path / "f.onnx"
+    plain.write_bytes(b"\x08\x07 ... Conv ...")
+    assert file_precision(qdq, {}) == "int8" and file_precision(qdq, {"ghostq.precision": "fp16"}) == "int8"
+    assert file_precision(plain, {"ghostq.precision": "fp16"}) == "fp16" and file_precision(plain, {}) == "fp32"
+
+
 ov = pytest.importorskip("openvino", reason="OpenVINO is not installed (pip install ghostq[openvino])")
 
 
