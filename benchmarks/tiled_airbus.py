@@ -155,8 +155,9 @@ def bench(run: Path, data: Path, threads: int, draws: int, out_json: Path, only:
           max_val: int | None = None) -> None:
     """Every row not yet finished (interleaved), then scores and paired bootstrap CIs against `tiled`."""
     from ghostq.deploy.machine import machine_info
-    from ghostq.detect.bootstrap import map_difference
+    from ghostq.detect.bootstrap import coco_map, coco_matches, paired_bootstrap
     from ghostq.detect.data.coco_json import dataset_to_coco
+    from ghostq.detect.evaluate import load_ground_truth
 
     ds, _, val, record = split_sets(data)
     val = val[:max_val]
@@ -179,10 +180,15 @@ def bench(run: Path, data: Path, threads: int, draws: int, out_json: Path, only:
             atomic_write_json(rows_dir / f"{r}.json", row)
         rows[r] = row
     diffs = {}
-    for b in rows:
-        if b != "tiled" and "tiled" in rows:
-            diffs[f"{b} - tiled"] = map_difference(gt, rows["tiled"]["dets"], rows[b]["dets"], "mAP50",
-                                                   draws=draws, max_dets=EVAL_MAX_DETS)
+    if "tiled" in rows:  # map_difference's computation, with each row's pycocotools matches computed once
+        truth = load_ground_truth(gt)
+        matches = {r: coco_matches(truth, row["dets"], max_dets=EVAL_MAX_DETS) for r, row in rows.items()}
+        for b in rows:
+            if b != "tiled":
+                ma, mb = matches["tiled"], matches[b]
+                diffs[f"{b} - tiled"] = {"metric": "mAP50", **paired_bootstrap(
+                    lambda w, m=ma: coco_map(m, w)["mAP50"], lambda w, m=mb: coco_map(m, w)["mAP50"],
+                    ma.num_images, draws, seed=0)}
     result = {
         "split": {k: record[k] for k in ("sha256", "seed", "val_frac", "tile", "overlap")}
         | {"train": len(record["train"]), "val": len(record["val"]), "val_files": record["val"]},
