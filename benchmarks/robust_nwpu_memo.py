@@ -10,15 +10,18 @@ paired bootstrap interval (1,000 draws, seed 0).
 
     python benchmarks/robust_nwpu_memo.py data.root=../shared/nwpu_vhr10 [--img 256 --images 192 --epochs 30]
 
-Per-method rows (with the per-epoch history) go to ``--work``/memo and are skipped when finished; results:
-``benchmarks/results/robust_nwpu_memo.{json,md}``.
+Per-method rows (with the per-epoch history) go to ``--work``/memo and are skipped when finished (the methods
+train in turn, epoch by epoch; ``--report`` writes the results of a stopped run from its rows so far); results:
+``benchmarks/results/robust_nwpu_memo.{json,md,png}``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -59,10 +62,9 @@ def noisy_subset(splits, images: int, kind: str, rate: float, seed: int):
                             "changed": len(changes)}
 
 
-def run_method(name: str, args, work: Path) -> dict[str, Any]:
-    """Train one method epoch by epoch; the row (history, final val detections) in ``work/<name>.json``."""
-    import json
-
+def method_epochs(name: str, args, work: Path) -> Iterator[dict[str, Any]]:
+    """Train one method, yielding its row after every epoch (history so far, written to ``work/<name>.json``);
+    the last row holds the final val detections and ``done``. A finished row is yielded at once."""
     import torch
 
     from ghostq.detect.distributed import DistInfo
@@ -73,7 +75,8 @@ def run_method(name: str, args, work: Path) -> dict[str, Any]:
 
     path = work / f"{name.replace('+', '_')}.json"
     if path.is_file() and json.loads(path.read_text()).get("done"):
-        return json.loads(path.read_text())
+        yield json.loads(path.read_text())
+        return
     torch.set_num_threads(args.threads)
     overrides = [*args.overrides, f"run.root={work}", f"run.name={name.replace('+', '_')}",
                  f"data.img_size={args.img}", f"train.epochs={args.epochs}", f"train.val_every={args.epochs}",
@@ -85,27 +88,31 @@ def run_method(name: str, args, work: Path) -> dict[str, Any]:
     loader = make_eval_loader(flipped, cfg.data.img_size, cfg.data.in_channels, batch_size=16)
     row: dict[str, Any] = {"method": name, "loss": cfg.model_dump(mode="json")["loss"], "head": cfg.model.head,
                            "noise": noise, "history": [], "split_sha256": split["sha256"]}
-    t0 = time.time()
+    own = 0.0  # this method's own seconds (the methods run in turn)
     for epoch in range(args.epochs):
+        ts = time.time()
         stats = trainer.train_one_epoch(epoch)
         model = trainer.ema.module if trainer.ema is not None else trainer.model
         dets = predict_with_ood(model, trainer.spec, loader)
         shares = memorisation_shares(objects, [(d.boxes, d.scores, d.labels) for d in dets])
-        h = {"epoch": epoch + 1, "loss": stats["loss"], "flipped": shares["flipped"], "clean": shares["clean"],
-             "elapsed_s": round(time.time() - t0, 1)}
+        h = {"epoch": epoch + 1, "loss": stats["loss"], "flipped": shares["flipped"], "clean": shares["clean"]}
         if (epoch + 1) % args.val_every == 0 or epoch + 1 == args.epochs:
             m = trainer.evaluate()
             h.update(val_mAP50=m["mAP50"], val_mAP50_95=m["mAP50_95"])
+        own += time.time() - ts
+        h["elapsed_s"] = round(own, 1)
         row["history"].append(h)
         print(f"{name} epoch {epoch + 1}: memorised {shares['flipped']['noisy']:.3f} true "
               f"{shares['flipped']['true']:.3f} missed {shares['flipped']['missed']:.3f} "
               f"val mAP50 {h.get('val_mAP50', float('nan')):.3f} ({h['elapsed_s']} s)", flush=True)
         atomic_write_json(path, row)  # progress so far (not done: a rerun starts the method again)
+        if epoch + 1 < args.epochs:
+            yield row
     model = trainer.ema.module if trainer.ema is not None else trainer.model
     row["val_dets"] = coco_dets(predict_with_ood(model, trainer.spec, splits.val))
-    row.update(done=True, seconds=round(time.time() - t0, 1), train_images=len(flipped))
+    row.update(done=True, seconds=round(own, 1), train_images=len(flipped))
     atomic_write_json(path, row)
-    return row
+    yield row
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -170,13 +177,28 @@ def main() -> None:
     parser.add_argument("--kind", default="symmetric")
     parser.add_argument("--rate", type=float, default=0.4)
     parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--report", action="store_true", help="write the results from the rows so far, no training")
     args = parser.parse_args()
     t0 = time.time()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    rows = {m: run_method(m, args, work) for m in args.methods.split(",") if m}
+    methods = [m for m in args.methods.split(",") if m]
+    rows: dict[str, Any] = {}
+    if args.report:  # what the rows hold so far (a stopped run's partial curves)
+        for m in methods:
+            path = work / f"{m.replace('+', '_')}.json"
+            if path.is_file():
+                rows[m] = json.loads(path.read_text())
+    else:  # the methods in turn, epoch by epoch, so that a stopped run leaves curves of equal length
+        running = {m: method_epochs(m, args, work) for m in methods}
+        while running:
+            for m in list(running):
+                try:
+                    rows[m] = next(running[m])
+                except StopIteration:
+                    del running[m]
     diffs = {}
-    if "ce" in rows and "ce+logitclip" in rows:
+    if all(rows.get(m, {}).get("done") for m in ("ce", "ce+logitclip")):
         from ghostq.detect.bootstrap import map_difference
 
         cfg, splits, _ = load_split(args.config, args.overrides, Path(args.run))
@@ -185,6 +207,7 @@ def main() -> None:
                                                     "mAP50", draws=args.draws)
     result = {"rows": {k: {kk: vv for kk, vv in r.items() if kk != "val_dets"} for k, r in rows.items()},
               "differences": diffs,
+              "partial": not all(r.get("done") for r in rows.values()),
               "setup": {"img_size": args.img, "train_images": args.images, "epochs": args.epochs,
                         "noise": f"{args.kind} class flips {args.rate} on train only, val clean",
                         "threads": args.threads, "draws": args.draws, "bootstrap_seed": 0},
