@@ -266,6 +266,7 @@ def main() -> None:
     parser.add_argument("--keep", type=float, default=0.1)
     parser.add_argument("--background-weight", type=float, default=1.0)
     parser.add_argument("--ablation", action="store_true", help="also the background / buffer / score variants")
+    parser.add_argument("--more", action="store_true", help="with --ablation: also the variants needing own rows")
     parser.add_argument("--export", action="store_true", help="also the ONNX FP32 / INT8 check")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", default=str(REPO / "benchmarks" / "results" / "incremental.json"))
@@ -274,14 +275,6 @@ def main() -> None:
     b = Bench(args)
     sampling = RowSampling(args.keep, args.background_weight)
     rows: dict[str, Any] = {}
-    if args.ablation:  # background weights reuse the default rows; keep 0.02 and buffer 512 make their own
-        k, w, d = args.keep, args.background_weight, args.buffer_dim
-        for name, dim, keep, weight in (
-            ("default", d, k, w), ("background_weight_0.3", d, k, 0.3), ("background_weight_3", d, k, 3.0),
-            ("unbiased", d, k, 1.0 / k), ("keep_0.02", d, 0.02, 1.0), ("buffer_512", 512, k, w),
-        ):
-            rows[f"ablation_{name}"] = b.row(f"ablation_{name}", lambda n=name, dm=dim, kp=keep, wt=weight:
-                                             ablation(b, n, dm, kp, wt))
     for schedule in SCHEDULES:
         rows[f"acil_{schedule}"] = b.row(f"acil_{schedule}", lambda s=schedule: acil_run(b, s, args.buffer_dim,
                                                                                           sampling))
@@ -292,6 +285,14 @@ def main() -> None:
         from incremental_parts.export import export_check
 
         rows["export"] = b.row("export", lambda: export_check(b, b.out / "acil_5phase.pt", args.threads))
+    if args.ablation:  # background weights reuse the default rows; --more: keep 0.02, buffer 512 (own rows)
+        k, w, d = args.keep, args.background_weight, args.buffer_dim
+        for name, dim, keep, weight in (
+            ("default", d, k, w), ("background_weight_0.3", d, k, 0.3), ("background_weight_3", d, k, 3.0),
+            ("unbiased", d, k, 1.0 / k), *(("keep_0.02", d, 0.02, 1.0), ("buffer_512", 512, k, w)) * args.more,
+        ):
+            rows[f"ablation_{name}"] = b.row(f"ablation_{name}", lambda n=name, dm=dim, kp=keep, wt=weight:
+                                             ablation(b, n, dm, kp, wt))
     write_report(b, rows, Path(args.json))
 
 

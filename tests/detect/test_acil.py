@@ -85,3 +85,25 @@ def test_bad_shapes_are_refused() -> None:
         clf.fit_phase(np.ones((2, 5)), _onehot(np.array([0, 1]), 3))
     with pytest.raises(ValueError, match="gamma"):
         AnalyticClassifier.empty(8, gamma=0)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_absorbing_phase_sums_equals_row_by_row_and_joint(weighted: bool) -> None:
+    """`absorb(X^T S X, X^T S Y)` (what the detector streams) == `fit_phase` rows (Woodbury) == joint ridge."""
+    buffer = random_buffer(24, 40, seed=2)
+    phases = _phases(7, [400, 60, 90, 1500], [4, 1, 2, 1])
+    rng = np.random.default_rng(3)
+    sums, rows = AnalyticClassifier.empty(40, gamma=0.1), AnalyticClassifier.empty(40, gamma=0.1)
+    xs, ys, ws, seen = [], [], [], 0
+    for x, labels in phases:
+        seen = max(seen, int(labels.max()) + 1)
+        xe, y = expand(x, buffer), _onehot(labels, seen)
+        w = rng.uniform(0.1, 2.0, len(x)) if weighted else np.ones(len(x))
+        sums.absorb((xe * w[:, None]).T @ xe, (xe * w[:, None]).T @ y)
+        rows.fit_phase(xe, y, w)
+        xs.append(xe)
+        ys.append(_onehot(labels, 8))
+        ws.append(w)
+    joint = ridge(np.concatenate(xs), np.concatenate(ys), 0.1, np.concatenate(ws))
+    assert _rel(sums.W, joint) < 1e-8 and _rel(rows.W, joint) < 1e-8
+    assert _rel(sums.R, rows.R) < 1e-8
