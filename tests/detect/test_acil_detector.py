@@ -211,3 +211,17 @@ def boxes_of(path, x: torch.Tensor) -> np.ndarray:
 
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     return sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[1]
+
+
+def test_spec_carries_the_analytic_head() -> None:
+    from ghostq.core.spec import AnalyticSpec
+
+    plain = ModelSpec(classes=("a",), img_size=SIZE)
+    assert "analytic" not in plain.to_dict()  # specs without an analytic head read and write as before
+    spec = ModelSpec(classes=("a", "b"), img_size=SIZE, analytic=AnalyticSpec(64, 1, 0.5, 3))
+    assert ModelSpec.from_dict(spec.to_dict()) == spec
+    assert ModelSpec.from_metadata(spec.to_metadata()) == spec
+    for bad, what in (({**spec.to_dict(), "head": "softmax"}, "sigmoid"),
+                      ({**spec.to_dict(), "analytic": {"buffer_dim": 0, "feature_classes": 1}}, "buffer_dim")):
+        with pytest.raises(GhostqError, match=what):
+            ModelSpec.from_dict(bad, "x.pt")
