@@ -281,6 +281,7 @@ def main() -> None:
         rows[f"finetune_{schedule}"] = b.row(f"finetune_{schedule}", lambda s=schedule: finetune_run(b, s))
     rows["joint"] = b.row("joint", lambda: joint_gradient(b))
     rows["acil_joint"] = b.row("acil_joint", lambda: acil_joint(b, args.buffer_dim, sampling))
+    write_report(b, rows, Path(args.json))  # the main result first; export and ablation rows follow
     if args.export:
         from incremental_parts.export import export_check
 
