@@ -163,6 +163,7 @@ def summary(rows: dict[str, dict[str, Any]]) -> tuple[dict[str, Any], str]:
                 "ov_int8_cpu_vs_ov_f32": p50(row, "ov fp32 file, strict f32") / p50(row, "ov int8_cpu"),
                 "ov_int8_cpu_vs_ort_int8_cpu": p50(row, "ort int8_cpu") / p50(row, "ov int8_cpu"),
                 "load_average": row["load_average"],
+                "iters": row["settings"]["iters"],
             }  # fmt: skip
         lines.append("")
         for r in timed:
@@ -172,7 +173,8 @@ def summary(rows: dict[str, dict[str, Any]]) -> tuple[dict[str, Any], str]:
                          f"{g['ort_int8_cpu_vs_ort_fp32']:.2f}x; OV int8_cpu vs OV default "
                          f"{g['ov_int8_cpu_vs_ov_default']:.2f}x, vs OV f32 {g['ov_int8_cpu_vs_ov_f32']:.2f}x, "
                          f"vs ORT int8_cpu {g['ov_int8_cpu_vs_ort_int8_cpu']:.2f}x "
-                         f"(load average {g['load_average']})")  # fmt: skip
+                         f"({g['iters']} interleaved rounds; load average before / after "
+                         f"{g['load_average']})")  # fmt: skip
         e2e = rows.get(f"{size}_e2e")
         if e2e:
             res = e2e["results"]
@@ -189,7 +191,8 @@ def summary(rows: dict[str, dict[str, Any]]) -> tuple[dict[str, Any], str]:
                 "fast_vs_baseline_ort_int8": tot("ort int8_cpu [baseline]") / tot("ort int8_cpu [fast]"),
                 "fast_vs_baseline_ort_fp32": tot("ort fp32 [baseline]") / tot("ort fp32 [fast]"),
             }
-            lines += ["", f"End to end, {size} (batch 1, 2 threads):", "", e2e_markdown(e2e)]
+            lines += ["", f"End to end, {size} (batch 1, 2 threads; load average before / after "
+                      f"{e2e['load_average']}):", "", e2e_markdown(e2e)]
             lines += [f"- {k}: {v:.2f}x" for k, v in goals[f"{size}_e2e"].items()]
         lines.append("")
     return goals, "\n".join(lines) + "\n"
