@@ -225,3 +225,17 @@ def test_spec_carries_the_analytic_head() -> None:
                       ({**spec.to_dict(), "analytic": {"buffer_dim": 0, "feature_classes": 1}}, "buffer_dim")):
         with pytest.raises(GhostqError, match=what):
             ModelSpec.from_dict(bad, "x.pt")
+
+
+def test_compression_keeps_the_classifier_in_full_precision(extended) -> None:
+    """GHOST / QAT quantize the buffer conv and keep the classifier (the final prediction conv) in FP, as for a
+    trained head; the export's INT8 PTQ skips the same names."""
+    from ghostq.compress.fold_bn import fold_bn
+    from ghostq.compress.quantize import QuantConfig, resolve_bits
+
+    _, ext, _ = extended
+    bits = resolve_bits(fold_bn(copy.deepcopy(ext)), QuantConfig())
+    want = {**{f"head.cls_preds.{i}.buffer": 8 for i in range(3)},
+            **{f"head.cls_preds.{i}.classifier": 32 for i in range(3)}}
+    assert {k: v for k, v in bits.items() if "cls_preds" in k} == want
+    assert ext.prediction_layer_names()[:3] == [f"head.cls_preds.{i}.classifier" for i in range(3)]
