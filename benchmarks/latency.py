@@ -126,6 +126,31 @@ def e2e_row(size: str, rounds: int) -> dict[str, Any]:
     return result
 
 
+def ov_profile(size: str, runs: int = 10) -> dict[str, Any]:
+    """OpenVINO's per-layer times (PERF_COUNT), 1 thread: convolutions vs every other layer, FP32 file (default
+    precision) and CPU INT8 file at batch 1 and 4; medians over ``runs`` of the summed real times (ms)."""
+    import numpy as np
+    import openvino as ov
+
+    core, folder, out = ov.Core(), export_dir(size), {}
+    for file in ("model_fp32.onnx", "model_int8_cpu.onnx"):
+        for batch in (1, 4):
+            model = core.read_model(str(folder / file))
+            model.reshape({model.inputs[0].get_any_name(): [batch, *list(model.inputs[0].get_partial_shape())[1:]]})
+            config = {"PERF_COUNT": True, "INFERENCE_NUM_THREADS": 1, "PERFORMANCE_HINT": "LATENCY"}
+            request = core.compile_model(model, "CPU", config).create_infer_request()
+            x = np.random.default_rng(0).random(tuple(request.get_input_tensor().shape), dtype=np.float32)
+            sums: list[dict[str, float]] = []
+            for k in range(runs + 3):
+                request.infer({0: x})
+                if k >= 3:
+                    info = request.profiling_info
+                    conv = sum(p.real_time.total_seconds() for p in info if p.node_type == "Convolution") * 1000
+                    sums.append({"conv": conv, "other": sum(p.real_time.total_seconds() for p in info) * 1000 - conv})
+            out[f"{file} b{batch}"] = {k: float(np.median([s[k] for s in sums])) for k in ("conv", "other")}
+    return {"what": "OpenVINO per-layer real time, 1 thread, medians (ms)", "load_average": load_average(), "ms": out}
+
+
 def p50(row: dict[str, Any], label: str) -> float:
     batch = next(iter(row["batches"]))
     return row["batches"][batch]["models"][label]["p50_ms"]
@@ -208,12 +233,17 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="3 rounds, 1 warm-up, 1 e2e pass (smoke test)")
     parser.add_argument("--force", action="store_true", help="redo rows that are already there")
     parser.add_argument("--out", default=str(REPO / "benchmarks/results/latency_backends"))
+    parser.add_argument("--ov-profile", action="store_true", help="only OpenVINO's per-layer profile -> rows/")
     args = parser.parse_args()
     iters, warmup, rounds = (3, 1, 1) if args.quick else (args.iters, args.warmup, args.rounds)
     out = Path(args.out)
     rows_dir = out / "rows"
     rows_dir.mkdir(parents=True, exist_ok=True)
     rows: dict[str, dict[str, Any]] = {}
+    if args.ov_profile:
+        for size in args.sizes.split(","):
+            atomic_write_json(out / f"ov_profile_{size}.json", ov_profile(size))
+        return
     for size in args.sizes.split(","):
         for row in args.rows.split(","):
             name = f"{size}_{row}"
