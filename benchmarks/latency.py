@@ -165,9 +165,8 @@ def summary(rows: dict[str, dict[str, Any]]) -> tuple[dict[str, Any], str]:
         if not timed:
             continue
         first = next(iter(timed.values()))
-        img = first["runtimes"][0]
-        lines += [f"### {size} ({first['files']['folder']}, input {img['model'].split('/')[-1]} "
-                  f"{first['settings']['batches']})", ""]  # fmt: skip
+        lines += [f"### {size} (files: {first['files']['folder']}; p50 ms of one interleaved run per column: "
+                  "b = batch, t = threads)", ""]  # fmt: skip
         head = "| runtime | file | precision | " + " | ".join(f"p50 ms {r}" for r in timed) + " | " + " | ".join(
             f"x ort fp32 {r}" for r in timed) + " |"  # fmt: skip
         lines += [head, "|---|---|---|" + "---:|" * (2 * len(timed))]
