@@ -1,5 +1,5 @@
-"""Deployment: runtimes (ONNX Runtime CPU / CUDA / TensorRT, TensorRT engines; the PyTorch reference registers
-from ``ghostq.detect``), latency benchmark with Jetson telemetry, tiled prediction.
+"""Deployment: runtimes (ONNX Runtime CPU / CUDA / TensorRT, OpenVINO CPU, TensorRT engines; the PyTorch reference
+registers from ``ghostq.detect``), latency benchmark with Jetson telemetry and end-to-end timing, tiled prediction.
 
 Imports only ``ghostq.core``, numpy, Pillow and the runtime libraries (never torch): ``pip install ghostq[deploy]``
 on a Jetson. The runtime contract and registry live in :mod:`ghostq.core.runtime`; this package's backends register
