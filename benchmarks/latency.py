@@ -12,6 +12,13 @@ Writes `--out`.json (every row, machine with CPU instruction sets, versions, see
 `--out`.md (tables + the goal ratios).
 
     python benchmarks/latency.py [--sizes demo,nwpu] [--rows b1t2,b4t2,...,e2e] [--iters N] [--quick]
+
+Files: `runs/demo/export`, `runs/nwpu/export` when they hold every file timed, else the stand-ins under runs/b
+(latency depends on the graph, not on the weights; e2e decoding does depend on the scores):
+`runs/b/nwpu_export` = `ghostq export --model <runs/nwpu/fp/best.pt after epoch 5> --calib <16 NWPU train images>`
+(min-max PTQ INT8), `runs/b/demo_export` = the same for an untrained configs/demo.yaml model (timing only).
+e2e images: `runs/b/nwpu_val` (the first 24 val images of runs/nwpu/split.json), `runs/b/demo_synth/images`
+(`ghostq data synth --images 12 --size 320 --seed 7`). Each row records the folder and the files' sha256.
 """
 
 from __future__ import annotations
