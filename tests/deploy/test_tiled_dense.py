@@ -96,3 +96,28 @@ def test_chunked_drop_cut_pieces_equals_the_pairwise_definition():
         )
         if n == 600:
             assert len(drop_cut_pieces(boxes, labels, cut)) < len(boxes)  # the case is not vacuous
+
+
+def test_cli_predict_max_det_bounds_each_tile_not_the_image(tmp_path):
+    import json
+
+    from onnx_models import make_blob_model, scene
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from ghostq.cli.app import app
+
+    model = make_blob_model(tmp_path / "blob128.onnx", size=128)  # one box per network input
+    image = scene(400, 200, (20, 20, 60, 60))
+    image[120:160, 300:340] = 255  # a second object, in another tile
+    Image.fromarray(image).save(tmp_path / "two.png")
+
+    def run(*extra: str) -> int:
+        out = tmp_path / "out"
+        args = ["predict", str(tmp_path / "two.png"), "--model", str(model), "--out", str(out), "--score", "0.5",
+                "--max-det", "1", "--json", str(out / "s.json"), *extra]
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0, result.output
+        return json.loads((out / "s.json").read_text())["detections"]
+
+    assert run("--tile", "128", "--overlap", "32") == 2  # more than --max-det: up to --max-det per tile kept

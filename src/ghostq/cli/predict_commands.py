@@ -20,6 +20,10 @@ def predict_command(
     overlap: int = typer.Option(200, "--overlap", min=0, help="tile overlap in pixels"),
     score: float = typer.Option(0.05, "--score", min=0.0, max=1.0, help="minimum score kept"),
     iou: float = typer.Option(0.6, "--iou", min=0.01, max=1.0, help="class-wise NMS IoU threshold"),
+    max_det: int = typer.Option(
+        300, "--max-det", min=1, help="detections kept per network input (per tile with --tile: a tiled image keeps "
+        "up to this many per tile)"
+    ),
     backend: str = typer.Option(
         None, "--backend", help="a registered runtime: ort-cpu | ort-cuda | ort-trt | trt | torch (default: by suffix)"
     ),
@@ -46,7 +50,8 @@ def predict_command(
         model,
         backend,
         threads=threads,
-        decode=DecodeSettings(score_threshold=score, iou_threshold=iou),
+        decode=DecodeSettings(score_threshold=score, iou_threshold=iou, max_det=max_det,
+                              pre_nms_topk=max(max_det, DecodeSettings().pre_nms_topk)),
         overrides=model_overrides(img_size, channels, classes),
     )
     with Progress(console=console) as progress:
