@@ -18,6 +18,7 @@ from ghostq.core.nms import batched_nms
 from ghostq.deploy import load_runtime
 from ghostq.deploy.e2e import STEPS, E2ESettings, Pipeline, StepClock, _preprocess_baseline, e2e_markdown, run_e2e
 from ghostq.deploy.postprocess import batched_nms_fast, decode_fast, top_candidates
+from ghostq.deploy.predict import detect_image
 from ghostq.deploy.preprocess import preprocess
 
 pytest.importorskip("onnxruntime")
@@ -73,6 +74,11 @@ def test_fast_pipeline_gives_the_baseline_detections(blob_onnx: Path, images: li
                 np.testing.assert_array_equal(a.labels, b.labels)
                 np.testing.assert_array_equal(a.boxes, b.boxes)
                 np.testing.assert_array_equal(a.scores, b.scores)
+        for path in images:  # the fast pipeline is ghostq predict's path, tiled or not
+            image = np.asarray(Image.open(path).convert("RGB"))
+            want = detect_image(rt, image, tile=64, overlap=16)
+            got = Pipeline(rt, "fast", E2ESettings(tile=64, overlap=16)).detect(path, StepClock())
+            np.testing.assert_array_equal(got.boxes, want.boxes)
     with pytest.raises(GhostqError, match="pipeline must be"):
         Pipeline(rt, "turbo", E2ESettings())
     with pytest.raises(GhostqError, match="no images"):

@@ -145,7 +145,8 @@ class Pipeline:
             clock.mark("postprocess")
         out = Detections(np.concatenate(boxes), np.concatenate(scores), np.concatenate(labels))
         if len(windows) > 1:
-            out = merge_tiles(out, np.concatenate(cuts), rt.decode.iou_threshold, rt.decode.max_det)
+            # as deploy.predict.detect_image: up to max_det per tile survive the merge
+            out = merge_tiles(out, np.concatenate(cuts), rt.decode.iou_threshold, rt.decode.max_det * len(windows))
         clock.mark("postprocess")
         return out
 
