@@ -32,7 +32,9 @@ from ghostq.core.runs import package_versions
 from ghostq.detect.ood_metrics import auroc, f1_threshold, fpr_at_tpr, true_positive_flags
 
 REPO = Path(__file__).resolve().parents[1]
-SCORES = ("msp", "energy", "conf")  # conf: 1 - detection score, the detector's own confidence as OOD score
+SCORES = ("msp", "energy", "conf")
+FIXED = (0.25, 0.05)  # further thresholds: the deployed graph's default, and a low one (more negatives scored)
+LOW = "0.05"  # conf: 1 - detection score, the detector's own confidence as OOD score
 FT_ROWS: dict[str, list[str]] = {  # fine-tuned from the reference model (sigmoid head, as the default)
     "ft_default": [],
     "ft_logitnorm": ["loss.cls=logitnorm", "loss.logitnorm_tau=0.04"],
@@ -122,13 +124,16 @@ def row_detections(name: str, ckpt: Path, splits, work: Path, threads: int) -> d
             "train_neg": [ImageOodDetections.from_json(x) for x in d["train_neg"]]}
 
 
-def ood_row(dets: dict[str, Any], splits) -> dict[str, Any]:
-    """Operating threshold, per-image ID / OOD score lists, and the row's AUROC / FPR95 / FP per image."""
+def ood_row(dets: dict[str, Any], splits, fixed: float | None = None) -> tuple:
+    """Operating threshold (best F1 on val, or ``fixed``), per-image ID / OOD score lists, and the row's AUROC /
+    FPR95 / FP per image."""
     val, recs = dets["val"], splits.val
     tp = [true_positive_flags(d.boxes, d.scores, d.labels, r.boxes, r.labels) for d, r in zip(val, recs,
                                                                                              strict=True)]
     num_gt = sum(r.num_objects for r in recs)
     thr, f1 = f1_threshold(np.concatenate([d.scores for d in val]), np.concatenate(tp), num_gt)
+    if fixed is not None:
+        thr, f1 = fixed, None
 
     def values(d, keep):
         return {"msp": d.msp[keep], "energy": d.energy[keep], "conf": 1.0 - d.scores[keep]}
@@ -143,7 +148,8 @@ def ood_row(dets: dict[str, Any], splits) -> dict[str, Any]:
         for s in SCORES:
             a = np.concatenate([x[s] for x in id_imgs])
             b = np.concatenate([x[s] for x in negs]) if n else np.zeros(0)
-            r[s] = {"auroc": auroc(a, b), "fpr95": fpr_at_tpr(a, b)} if n else {"auroc": None, "fpr95": None}
+            ok = n and a.size
+            r[s] = {"auroc": auroc(a, b), "fpr95": fpr_at_tpr(a, b)} if ok else {"auroc": None, "fpr95": None}
         row[label] = r
     return row, id_imgs, neg_val, neg_all
 
@@ -185,7 +191,7 @@ def run_ood(args) -> None:
     work.mkdir(parents=True, exist_ok=True)
     cfg, splits, split = load_split(args.config, args.overrides, run)
     gt = splits.val_coco()
-    rows, keep, coco = {}, {}, {}
+    rows, keep, low, coco = {}, {}, {}, {}
     for name in args.rows.split(","):
         t0 = time.time()
         ckpt = run / "fp" / "best.pt" if name == "default" else fine_tune(name, args, work)
@@ -196,6 +202,12 @@ def run_ood(args) -> None:
         rows[name] = {"checkpoint": str(ckpt), "mAP50": m["mAP50"], "mAP50_95": m["mAP50_95"], **row,
                       "seconds": round(time.time() - t0, 1)}
         keep[name] = (id_imgs, {"val_negatives": neg_val, "all_negatives": neg_all})
+        rows[name]["fixed"] = {}
+        for t in FIXED:
+            r_t, i_t, v_t, a_t = ood_row(dets, splits, t)
+            rows[name]["fixed"][str(t)] = r_t
+            if str(t) == LOW:
+                low[name] = (i_t, {"val_negatives": v_t, "all_negatives": a_t})
         print(name, json.dumps({k: v for k, v in rows[name].items() if k != "checkpoint"})[:400], flush=True)
     diffs = {}
     for name, base in BASELINE.items():
@@ -203,6 +215,7 @@ def run_ood(args) -> None:
             diffs[f"{name} - {base}"] = {
                 "mAP50": map_difference(gt, coco[base], coco[name], "mAP50", draws=args.draws),
                 **paired_ood_bootstrap(keep[base], keep[name], args.draws),
+                f"at_{LOW}": paired_ood_bootstrap(low[base], low[name], args.draws),
             }
     result = {"rows": rows, "differences": diffs, "split": {k: split[k] for k in ("sha256", "seed", "val_frac")},
               "setup": {"ft_epochs": args.ft_epochs, "ft_lr": args.ft_lr, "img_size": cfg.data.img_size,
@@ -248,6 +261,31 @@ def ood_markdown(result: dict[str, Any]) -> str:
                      f"{cell('msp_auroc', delta('msp', 'auroc'))} | {cell('energy_auroc', delta('energy', 'auroc'))} | "
                      f"{cell('msp_fpr95', delta('msp', 'fpr95'))} | "
                      f"{cell('fp_per_image', ra['fp_per_image'] - rb['fp_per_image'], scale=1.0)} |")
+    for t in FIXED:
+        lines += ["", f"At score threshold {t} (all 120 negatives):", "",
+                  "| model | TP on val | FP / neg. image | AUROC MSP | AUROC energy | AUROC 1-conf | FPR95 MSP | "
+                  "FPR95 energy | FPR95 1-conf |", "|---|---|---|---|---|---|---|---|---|"]
+        for name, r in result["rows"].items():
+            a = r["fixed"][str(t)]["all_negatives"]
+            lines.append(f"| {name} | {r['fixed'][str(t)]['id_detections']} | {a['fp_per_image']:.2f} | "
+                         + " | ".join(_pct(a[s][m]) for m in ("auroc", "fpr95") for s in SCORES) + " |")
+    lines += ["", f"Differences at score threshold {LOW} (all 120 negatives, paired bootstrap 95%):", "",
+              "| difference | AUROC MSP | AUROC energy | FPR95 MSP | FPR95 energy | FP / neg. image |",
+              "|---|---|---|---|---|---|"]
+    for name, d in result["differences"].items():
+        a, b = name.split(" - ")
+        ra = result["rows"][a]["fixed"][LOW]["all_negatives"]
+        rb = result["rows"][b]["fixed"][LOW]["all_negatives"]
+        boot = d[f"at_{LOW}"]["all_negatives"]
+
+        def cell2(key: str, value: float, boot=boot, scale: float = 100.0) -> str:
+            ci = boot[key]["ci"]
+            return f"{scale * value:+.1f} [{scale * ci[0]:+.1f}, {scale * ci[1]:+.1f}]" if ci else "n/a"
+
+        lines.append(f"| {name} | " + " | ".join(
+            cell2(f"{s}_{m}", (ra[s][m] or 0.0) - (rb[s][m] or 0.0)) for m, s in
+            (("auroc", "msp"), ("auroc", "energy"), ("fpr95", "msp"), ("fpr95", "energy")))
+            + f" | {cell2('fp_per_image', ra['fp_per_image'] - rb['fp_per_image'], scale=1.0)} |")
     return "\n".join(lines) + "\n"
 
 
