@@ -106,10 +106,13 @@ class Bench:
                   flush=True)
         return self._stats[key]
 
-    def row(self, name: str, make: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    def row(self, name: str, make: Callable[[], dict[str, Any]]) -> dict[str, Any] | None:
         path = self.rows / f"{name}.json"
         if path.is_file():
             return json.loads(path.read_text())
+        if self.args.deadline and time.strftime("%H:%M", time.gmtime()) >= self.args.deadline:
+            print(f"row {name}: not started (past --deadline {self.args.deadline} UTC)", flush=True)
+            return None
         start = time.time()
         value = make()
         value["seconds"] = round(time.time() - start, 1)
@@ -269,6 +272,7 @@ def main() -> None:
     parser.add_argument("--more", action="store_true", help="with --ablation: also the variants needing own rows")
     parser.add_argument("--export", action="store_true", help="also the ONNX FP32 / INT8 check")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--deadline", default="", help="HH:MM UTC: rows not started by then are left out")
     parser.add_argument("--json", default=str(REPO / "benchmarks" / "results" / "incremental.json"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -281,7 +285,10 @@ def main() -> None:
         rows[f"finetune_{schedule}"] = b.row(f"finetune_{schedule}", lambda s=schedule: finetune_run(b, s))
     rows["joint"] = b.row("joint", lambda: joint_gradient(b))
     rows["acil_joint"] = b.row("acil_joint", lambda: acil_joint(b, args.buffer_dim, sampling))
-    write_report(b, rows, Path(args.json))  # the main result first; export and ablation rows follow
+    rows = {k: v for k, v in rows.items() if v is not None}
+    if all(k in rows for k in ("acil_1phase", "acil_5phase", "finetune_1phase", "finetune_5phase", "joint",
+                               "acil_joint")):
+        write_report(b, rows, Path(args.json))  # the main result first; export and ablation rows follow
     if args.export:
         from incremental_parts.export import export_check
 
@@ -294,7 +301,10 @@ def main() -> None:
         ):
             rows[f"ablation_{name}"] = b.row(f"ablation_{name}", lambda n=name, dm=dim, kp=keep, wt=weight:
                                              ablation(b, n, dm, kp, wt))
-    write_report(b, rows, Path(args.json))
+    rows = {k: v for k, v in rows.items() if v is not None}
+    if all(k in rows for k in ("acil_1phase", "acil_5phase", "finetune_1phase", "finetune_5phase", "joint",
+                               "acil_joint")):
+        write_report(b, rows, Path(args.json))
 
 
 if __name__ == "__main__":
