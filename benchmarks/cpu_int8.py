@@ -1,11 +1,12 @@
 """CPU INT8 on ONNX Runtime: our default CPU file vs FP32, vs GHOST's float prediction convs, vs quantize_static.
 
 On a finished run (``fp/best.pt``, ``ghost/best.pt``, ``export/`` written with the current defaults):
-- files: ``model_fp32.onnx`` and ``model_int8_cpu.onnx`` from ``export/`` (our CPU default: every conv a
-  QLinearConv), plus, written here into ``<run>/bench/cpu_int8/``, the CPU form with the prediction convs as the
-  GHOST checkpoint has them (``export.int8.cpu_prediction_convs=fp``, the previous default) and ONNX Runtime's
-  ``quantize_static`` file of the same FP32 model (QDQ, u8 activations / s8 per-channel weights, min-max, on the
-  same calibration images as our export);
+- files: ``model_fp32.onnx`` and ``model_int8_cpu.onnx`` from ``export/`` (our CPU default,
+  ``export.int8.cpu_prediction_convs=int8``: W8A8 prediction convs, every other conv a QLinearConv), plus,
+  written here into ``<run>/bench/cpu_int8/``, the same with ``int8_output`` (the prediction convs QLinearConvs
+  too) and with ``fp`` (the prediction convs as the GHOST checkpoint has them, the previous default), and ONNX
+  Runtime's ``quantize_static`` file of the same FP32 model (QDQ, u8 activations / s8 per-channel weights,
+  min-max, on the same calibration images as our export);
 - val mAP50 / mAP50:95 of each file and of the quantized torch model (``ghost/best.pt``), with paired bootstrap
   95% intervals (``ghostq.detect.bootstrap.map_difference``, 1000 draws, seed 0): our CPU file vs the torch
   model (goal: within 0.3 points mAP50), vs the previous default, vs quantize_static;
@@ -45,10 +46,11 @@ from ghostq.detect.evaluate import evaluate_coco
 from ghostq.stages.config import load_config
 
 REPO = Path(__file__).resolve().parents[1]
-FP32, OURS, PREV, STATIC = ("model_fp32.onnx", "model_int8_cpu.onnx", "model_int8_cpu_fp_prediction_convs.onnx",
-                            "model_int8_ort_quantize_static.onnx")
-PAIRS = (("ghost_torch", OURS), ("ghost_torch", PREV), (PREV, OURS), (STATIC, OURS), ("fp32_torch", STATIC),
-         ("fp32_torch", "ghost_torch"))
+FP32, OURS, OUT, PREV, STATIC = (
+    "model_fp32.onnx", "model_int8_cpu.onnx", "model_int8_cpu_int8_output.onnx",
+    "model_int8_cpu_fp_prediction_convs.onnx", "model_int8_ort_quantize_static.onnx")
+PAIRS = (("ghost_torch", OURS), ("ghost_torch", OUT), ("ghost_torch", PREV), (PREV, OURS), (STATIC, OURS),
+         ("fp32_torch", STATIC), ("fp32_torch", "ghost_torch"))
 CONV_OPS = ("Conv", "FusedConv", "QLinearConv", "ConvInteger", "NchwcConv")
 
 
@@ -70,18 +72,24 @@ def cached(path: Path, inputs: dict[str, str], make: Any, outputs: tuple[Path, .
     return out
 
 
-def previous_default(ghost: Path, out: Path) -> Path:
-    """The CPU form with the prediction convs as the GHOST checkpoint has them (cpu_prediction_convs=fp)."""
+def cpu_variant(ghost: Path, out: Path, mode: str, batches: list[np.ndarray]) -> Path:
+    """The CPU form of the GHOST checkpoint with ``export.int8.cpu_prediction_convs=mode`` (fp: as the checkpoint
+    has them, the previous default; int8_output: QLinearConvs with 8-bit outputs), calibrated on `batches`."""
     from ghostq.compress.pipeline import load_quantized
     from ghostq.detect.checkpoint import checkpoint_spec
+    from ghostq.export.cpu_quant import with_quantized_convs
     from ghostq.export.ghost_source import dequantized_copy, spec_from_quantized
     from ghostq.export.onnx_export import export_onnx, set_metadata
     from ghostq.export.qdq_export import write_qdq
 
     qmodel, payload = load_quantized(ghost)
     base = export_onnx(dequantized_copy(qmodel), None, spec=checkpoint_spec(payload))
-    q = write_qdq(base, spec_from_quantized(qmodel), "cpu")
-    set_metadata(q, {"ghostq.precision": "int8_cpu", "ghostq.int8_source": "ghost", "ghostq.prediction_convs": "fp"})
+    spec = spec_from_quantized(qmodel)
+    if mode != "fp":
+        spec = with_quantized_convs(base, spec, qmodel.prediction_layer_names(), batches,
+                                    output=mode == "int8_output")
+    q = write_qdq(base, spec, "cpu")
+    set_metadata(q, {"ghostq.precision": "int8_cpu", "ghostq.int8_source": "ghost", "ghostq.prediction_convs": mode})
     atomic_write_bytes(out, q.SerializeToString())
     return out
 
@@ -197,14 +205,18 @@ def main() -> None:
     recorded = run / "split.json"
     if recorded.is_file() and json.loads(recorded.read_text())["sha256"] != split["sha256"]:
         raise SystemExit(f"{recorded} differs from the split of {args.config}: not the same run")
-    files = {FP32: export / FP32, OURS: export / OURS, PREV: work / PREV, STATIC: work / STATIC}
-    made = cached(work / "files.json", {"ghost": sha256(ghost), "fp32": sha256(files[FP32])}, lambda: {
-        "prev": str(previous_default(ghost, files[PREV])),
-        "static": str(quantize_static_file(files[FP32], files[STATIC],
-                                           train_calibration_batches(cfg, cfg.export, splits.train))),
-        "calibration": f"{cfg.export.int8.calib_batches} x {cfg.export.int8.calib_batch_size} train images "
-                       f"(seed {cfg.run.seed}), the export's own calibration set"},
-        outputs=(files[PREV], files[STATIC]))
+    files = {FP32: export / FP32, OURS: export / OURS, OUT: work / OUT, PREV: work / PREV, STATIC: work / STATIC}
+
+    def make_files() -> dict[str, Any]:
+        calib = train_calibration_batches(cfg, cfg.export, splits.train)
+        return {"int8_output": str(cpu_variant(ghost, files[OUT], "int8_output", calib)),
+                "prev": str(cpu_variant(ghost, files[PREV], "fp", calib)),
+                "static": str(quantize_static_file(files[FP32], files[STATIC], calib)),
+                "calibration": f"{cfg.export.int8.calib_batches} x {cfg.export.int8.calib_batch_size} train "
+                               f"images (seed {cfg.run.seed}), the export's own calibration set"}
+
+    made = cached(work / "files.json", {"ghost": sha256(ghost), "fp32": sha256(files[FP32])}, make_files,
+                  outputs=(files[OUT], files[PREV], files[STATIC]))
     digests = {name: sha256(p) for name, p in files.items()} | {"ghost_torch": sha256(ghost), "fp32_torch": sha256(fp)}
 
     gt = splits.val_coco()
@@ -232,7 +244,7 @@ def main() -> None:
 
     from ghostq.deploy.bench import BenchSettings, compare
 
-    order = [FP32, OURS, PREV, STATIC]
+    order = [FP32, OURS, OUT, PREV, STATIC]
     settings = BenchSettings(batches=(1, 4), warmup=args.warmup, iters=args.iters, threads=args.threads)
     timing = cached(work / "latency.json", {n: digests[n] for n in order} | {"iters": str(args.iters)},
                     lambda: {"compare": compare([files[n] for n in order], backend="ort-cpu", settings=settings)})

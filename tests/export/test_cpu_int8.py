@@ -42,16 +42,25 @@ def test_cpu_form_runs_every_conv_maxpool_and_concat_as_integer(ghost_like, tmp_
     preds = model.prediction_layer_names()
     n_convs = len(conv_nodes(proto))
     before = _explained(tmp_path, write_qdq(proto, spec, "cpu"), "fp.onnx")
-    cpu = with_quantized_convs(proto, spec, preds, _calib())
-    assert all(cpu[n].output_range is not None for n in preds) and not any(spec[n].output_range for n in spec)
+    cpu = with_quantized_convs(proto, spec, preds, _calib())  # the default: W8A8, float outputs
+    assert all(n in cpu and cpu[n].output_range is None for n in preds)
     after = _explained(tmp_path, write_qdq(proto, cpu, "cpu"), "int8.onnx")
     ops = after["ops"]
-    # before: the prediction convs (and the convs feeding them) run in float behind NCHWc reorders
-    assert before["ops"]["QLinearConv"]["integer"] < n_convs and before["reorder"] > 0
-    assert before["ops"]["Conv"]["float"] == len(preds)
-    # after: every conv of the network is one integer QLinearConv, no float conv, no layout reorder
-    assert ops["QLinearConv"] == {"integer": n_convs, "float": 0, "transition": 0, "shape": 0}
-    assert not any(k in ops for k in ("Conv", "FusedConv", "ReorderInput", "ReorderOutput"))
+    # before: the convs feeding the prediction convs (6) and the prediction convs (6) run in float behind
+    # NCHWc reorders
+    assert before["ops"]["QLinearConv"]["integer"] == n_convs - 2 * len(preds) and before["reorder"] > 0
+    assert before["ops"]["Conv"]["float"] + before["ops"]["FusedConv"]["float"] == 2 * len(preds)
+    # after: every other conv is one integer QLinearConv; the prediction convs run in float on their dequantized
+    # 8-bit inputs (1x1, few outputs); no float conv elsewhere, no layout reorder
+    assert ops["QLinearConv"] == {"integer": n_convs - len(preds), "float": 0, "transition": 0, "shape": 0}
+    assert ops["Conv"]["float"] == len(preds)
+    assert not any(k in ops for k in ("FusedConv", "ReorderInput", "ReorderOutput"))
+    # int8_output: the prediction convs are QLinearConvs too
+    full = with_quantized_convs(proto, spec, preds, _calib(), output=True)
+    assert all(full[n].output_range is not None for n in preds) and not any(spec[n].output_range for n in spec)
+    out_ops = _explained(tmp_path, write_qdq(proto, full, "cpu"), "int8_output.onnx")["ops"]
+    assert out_ops["QLinearConv"]["integer"] == n_convs
+    assert not any(k in out_ops for k in ("Conv", "FusedConv", "ReorderInput", "ReorderOutput"))
     assert ops["NhwcMaxPool"]["integer"] == 3 and ops["NhwcMaxPool"]["float"] == 0  # SPPF's chain
     assert ops["QLinearConcat"]["integer"] >= 10 and ops["QLinearAdd"]["integer"] >= 1
     assert ops["Resize"]["integer"] == 2 and ops["Resize"]["float"] == 0
@@ -61,12 +70,13 @@ def test_cpu_form_runs_every_conv_maxpool_and_concat_as_integer(ghost_like, tmp_
     assert after["float_nodes"] < before["float_nodes"]
 
 
-def test_cpu_int8_file_tracks_the_quantized_model(ghost_like) -> None:
+@pytest.mark.parametrize("output", [False, True])
+def test_cpu_int8_file_tracks_the_quantized_model(ghost_like, output: bool) -> None:
     """The CPU file with 8-bit prediction convs stays as close to the Q/DQ graph with FP prediction convs
     (what the quantized torch model computes: test_qdq_export checks that parity) as rounding allows."""
     model, proto, spec = ghost_like
     preds = model.prediction_layer_names()
-    cpu = with_quantized_convs(proto, spec, preds, _calib())
+    cpu = with_quantized_convs(proto, spec, preds, _calib(), output=output)
     x = images(4, seed=11)
     ref_scores, ref_boxes = ort_session(write_qdq(proto, spec, "cpu")).run(None, {"images": x})
     scores, boxes = ort_session(write_qdq(proto, cpu, "cpu")).run(None, {"images": x})
@@ -82,15 +92,15 @@ def test_source_scales_are_kept_and_only_outputs_added(ghost_like) -> None:
     model, proto, spec = ghost_like
     preds = model.prediction_layer_names()
     full = ptq_minmax(proto, _calib())  # a source that quantized the prediction convs itself
-    cpu = with_quantized_convs(proto, full, preds, _calib())
+    cpu = with_quantized_convs(proto, full, preds, _calib(), output=True)
     for n in preds:
         assert cpu[n].input_scale == full[n].input_scale and np.array_equal(cpu[n].weight_scale, full[n].weight_scale)
         lo, hi = cpu[n].output_range
         assert lo < hi
-    assert prediction_convs_tag(cpu, preds) == "int8"
-    assert prediction_convs_tag(full, preds) == "int8-inputs" and prediction_convs_tag(spec, preds) == "fp"
-    pct = with_quantized_convs(proto, spec, preds, _calib(), method="percentile", percentile=99.0)
-    mm = with_quantized_convs(proto, spec, preds, _calib())
+    assert prediction_convs_tag(cpu, preds) == "int8_output"
+    assert prediction_convs_tag(full, preds) == "int8" and prediction_convs_tag(spec, preds) == "fp"
+    pct = with_quantized_convs(proto, spec, preds, _calib(), method="percentile", percentile=99.0, output=True)
+    mm = with_quantized_convs(proto, spec, preds, _calib(), output=True)
     assert all(pct[n].input_scale <= mm[n].input_scale for n in preds)
     assert any(pct[n].input_scale < mm[n].input_scale for n in preds)
     assert all(pct[n].output_range == mm[n].output_range for n in preds)  # outputs: always min-max
@@ -105,7 +115,7 @@ def test_bad_calibration_settings_and_trt_form_are_refused(ghost_like) -> None:
         with_quantized_convs(proto, spec, preds, _calib(), method="percentile", percentile=0)
     with pytest.raises(ValueError, match="no Conv node"):
         with_quantized_convs(proto, spec, ["head.nope"], _calib())
-    cpu = with_quantized_convs(proto, spec, preds, _calib())
+    cpu = with_quantized_convs(proto, spec, preds, _calib(), output=True)
     with pytest.raises(ValueError, match="TensorRT form quantizes no conv output"):
         write_qdq(proto, cpu, "trt")
     with pytest.raises(ValueError, match="output_range"):
@@ -121,6 +131,7 @@ def test_export_config_validates_the_setting() -> None:
 
     assert ExportConfig().int8.cpu_prediction_convs == "int8"  # the CPU default
     assert Int8Section(cpu_prediction_convs="fp", prediction_calib="percentile").prediction_calib == "percentile"
+    assert Int8Section(cpu_prediction_convs="int8_output").cpu_prediction_convs == "int8_output"
     for bad in ({"cpu_prediction_convs": "int4"}, {"prediction_calib": "mse"}, {"prediction_percentile": 101},
                 {"prediction_percentile": 10}, {"cpu_prediction_convs": True}):
         with pytest.raises(ValidationError):
@@ -203,4 +214,6 @@ def test_checkpoint_export_quantizes_prediction_convs_only_with_calibration_imag
     assert tag(without, "int8_cpu") == "fp" and tag(with_calib, "int8_cpu") == "int8"
     assert tag(without, "int8") == tag(with_calib, "int8") == "fp"
     explained = explain_graph(optimized_graph(with_calib.files["int8_cpu"]))
-    assert explained["ops"]["QLinearConv"]["integer"] == len(conv_nodes(export_onnx(model, None, SIZE)))
+    preds = model.prediction_layer_names()
+    assert explained["ops"]["QLinearConv"]["integer"] == len(conv_nodes(export_onnx(model, None, SIZE))) - len(preds)
+    assert explained["reorder"] == 0

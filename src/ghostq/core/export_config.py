@@ -38,14 +38,15 @@ class Int8Section(_Section):
         False, description="ptq: also quantize the final prediction convs (GHOST keeps them in FP)"
     )
     cpu: bool = Field(True, description="also write model_int8_cpu.onnx (UINT8 activations, fast in ORT on x86)")
-    cpu_prediction_convs: Literal["int8", "fp"] = Field(
-        "int8", description="model_int8_cpu.onnx: prediction convs as integer QLinearConvs (int8: scales "
-        "calibrated where the source has none) or as the source left them (fp: GHOST's choice); the TensorRT "
-        "form always keeps the source's choice"
+    cpu_prediction_convs: Literal["int8", "int8_output", "fp"] = Field(
+        "int8", description="model_int8_cpu.onnx: prediction convs with 8-bit inputs and weights (int8: the conv "
+        "before each runs as an integer QLinearConv; scales calibrated where the source has none), also 8-bit "
+        "outputs (int8_output: QLinearConvs themselves, rounds logits and boxes) or as the source left them (fp: "
+        "GHOST's choice); the TensorRT form always keeps the source's choice"
     )
     prediction_calib: Literal["minmax", "percentile"] = Field(
-        "minmax", description="cpu_prediction_convs=int8: input scale of a prediction conv the source left in FP "
-        "(max |x| or a percentile of |x| over the calibration batches; output ranges are always min-max)"
+        "minmax", description="cpu_prediction_convs=int8*: input scale of a prediction conv the source left in FP "
+        "(max |x| or a percentile of |x| over the calibration batches; int8_output ranges are always min-max)"
     )
     prediction_percentile: float = Field(
         99.99, gt=50, le=100, description="prediction_calib=percentile: the percentile of |x| taken as the range"

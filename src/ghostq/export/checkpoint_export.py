@@ -80,16 +80,17 @@ def export_checkpoint(
             quant = ptq_minmax(base, batches, skip=skip)
     if quant is not None and ecfg.int8.enabled:
         specs = {"trt": quant, "cpu": quant}
-        if ecfg.int8.cpu and ecfg.int8.cpu_prediction_convs == "int8" and calib is None:
+        if ecfg.int8.cpu and ecfg.int8.cpu_prediction_convs != "fp" and calib is None:
             result.messages.append(f"model_int8_cpu.onnx keeps the prediction convs as the checkpoint has them: "
                                    f"calibrating them needs images ({CALIB_OPTION})")
-        elif ecfg.int8.cpu and ecfg.int8.cpu_prediction_convs == "int8":
+        elif ecfg.int8.cpu and ecfg.int8.cpu_prediction_convs != "fp":
             from ghostq.export.cpu_quant import with_quantized_convs
 
             i8 = ecfg.int8
             batches = batches or calibration_batches(Path(calib), spec, ecfg)
             specs["cpu"] = with_quantized_convs(base, quant, model.prediction_layer_names(), batches,
-                                                i8.prediction_calib, i8.prediction_percentile)
+                                                i8.prediction_calib, i8.prediction_percentile,
+                                                output=i8.cpu_prediction_convs == "int8_output")
         for form, name in (("trt", "int8"), ("cpu", "int8_cpu")):
             if form == "trt" or ecfg.int8.cpu:
                 q = write_qdq(base, specs[form], form, share_scales=ecfg.int8.share_scales)

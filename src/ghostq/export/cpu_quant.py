@@ -1,11 +1,15 @@
-"""The CPU form's prediction convs in 8 bits (``export.int8.cpu_prediction_convs: int8``), calibrated on images.
+"""The CPU form's prediction convs in 8 bits (``export.int8.cpu_prediction_convs``), calibrated on images.
 
 GHOST keeps the final prediction convs (class logits and box distances per level) in full precision, and the
-TensorRT form keeps that choice. On a CPU a float conv in an otherwise integer graph is expensive: ONNX Runtime
-runs it in float NCHW(c) layout behind Dequantize / Transpose / Reorder transitions, and the conv before it
-cannot fuse into an integer QLinearConv either (its output never meets a QuantizeLinear). The CPU form therefore
-quantizes them fully: per-output-channel INT8 weights (max |W| / 127), a per-tensor input scale and an output
-range, so ONNX Runtime runs each as one QLinearConv and dequantizes its small output for the float decode.
+TensorRT form keeps that choice. On a CPU that choice is expensive, and not because of the prediction convs
+themselves (1x1 convs with few outputs): the conv *before* each of them cannot fuse into an integer QLinearConv
+(ONNX Runtime fuses DQ -> Conv -> Q only, and its output never meets a QuantizeLinear), so 12 of the network's
+convs run in float NCHWc layout behind Dequantize / Reorder transitions. The CPU form therefore quantizes the
+prediction convs' inputs and weights (W8A8 as TensorRT places it: per-output-channel INT8 weights, max |W| / 127,
+and a per-tensor input scale): the conv before each becomes a QLinearConv and the prediction conv runs on the
+dequantized 8-bit input with its float output unrounded (``int8``, the default). ``int8_output`` also gives
+each an 8-bit output range, so ONNX Runtime runs it as a QLinearConv too; that rounds the logits and box
+distances to 256 levels, which costs accuracy for little time (measured in benchmarks/cpu_int8.py).
 
 Where the source has no scale for a prediction conv (GHOST, a PTQ that skipped them) the input scale is
 calibrated on the calibration batches: ``minmax`` (max |x| / 127) or ``percentile`` (the given percentile of
@@ -35,9 +39,11 @@ def with_quantized_convs(
     method: str = "minmax",
     percentile: float = 99.99,
     threads: int = 1,
+    output: bool = False,
 ) -> dict[str, ConvQuant]:
     """``spec`` plus the convs ``names`` (module names in ``base``, the FP32 graph the Q/DQ file is written from)
-    quantized in 8 bits with calibrated input scales and output ranges (see the module docstring)."""
+    quantized in 8 bits with calibrated input scales, and with min-max output ranges when ``output`` (see the
+    module docstring)."""
     if method not in CALIBRATIONS:
         raise ValueError(f"calibration must be one of {CALIBRATIONS}, got {method!r}")
     if not 0 < percentile <= 100:
@@ -65,7 +71,7 @@ def with_quantized_convs(
         if n in spec:  # the source quantized it: its weights and input scale stay, only the output is added
             q = spec[n]
             out[n] = ConvQuant(q.weight_scale, q.input_scale, q.weight_int, q.weight_bits, q.input_min,
-                               output_range=(lo[y], hi[y]))
+                               output_range=(lo[y], hi[y]) if output else None)
             continue
         w = numpy_helper.to_array(inits[nodes[n].input[1]]).astype(np.float32)
         w_amax = np.abs(w.reshape(w.shape[0], -1)).max(axis=1)
@@ -74,14 +80,15 @@ def with_quantized_convs(
         else:
             amax = max(abs(lo[x]), abs(hi[x]))
         out[n] = ConvQuant(weight_scale=np.maximum(w_amax / 127.0, MIN_SCALE), input_scale=max(amax / 127.0, MIN_SCALE),
-                           input_min=lo[x], output_range=(lo[y], hi[y]))
+                           input_min=lo[x], output_range=(lo[y], hi[y]) if output else None)
     return out
 
 
 
 def prediction_convs_tag(spec: dict[str, ConvQuant], names: Sequence[str]) -> str:
     """What a Q/DQ file does with the prediction convs ``names`` (ONNX metadata ``ghostq.prediction_convs``):
-    ``int8`` (integer QLinearConvs: output ranges), ``int8-inputs`` (inputs quantized, float outputs) or ``fp``."""
+    ``int8_output`` (integer QLinearConvs: 8-bit outputs too), ``int8`` (8-bit inputs and weights, float
+    outputs) or ``fp``."""
     if names and all(n in spec and spec[n].output_range is not None for n in names):
-        return "int8"
-    return "int8-inputs" if names and all(n in spec for n in names) else "fp"
+        return "int8_output"
+    return "int8" if names and all(n in spec for n in names) else "fp"

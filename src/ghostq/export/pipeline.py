@@ -90,7 +90,7 @@ def export_files(cfg: Config, ecfg: ExportConfig, source: Path, ghost: Path, int
             calib = train_calibration_batches(cfg, ecfg, splits.train)
             spec = ptq_minmax(base, calib, skip=skip)
         specs = {"trt": spec, "cpu": spec}
-        if ecfg.int8.cpu and ecfg.int8.cpu_prediction_convs == "int8":
+        if ecfg.int8.cpu and ecfg.int8.cpu_prediction_convs != "fp":
             from ghostq.export.cpu_quant import with_quantized_convs
 
             if calib is None:
@@ -98,7 +98,8 @@ def export_files(cfg: Config, ecfg: ExportConfig, source: Path, ghost: Path, int
                 calib = train_calibration_batches(cfg, ecfg, splits.train)
             i8 = ecfg.int8
             specs["cpu"] = with_quantized_convs(base, spec, model.prediction_layer_names(), calib,
-                                                i8.prediction_calib, i8.prediction_percentile)
+                                                i8.prediction_calib, i8.prediction_percentile,
+                                                output=i8.cpu_prediction_convs == "int8_output")
         for form, name in (("trt", "int8"), ("cpu", "int8_cpu")):
             if form == "cpu" and not ecfg.int8.cpu:
                 continue
@@ -114,8 +115,10 @@ def export_files(cfg: Config, ecfg: ExportConfig, source: Path, ghost: Path, int
             "convs": {n: {"weight_bits": q.weight_bits, "input_scale": q.input_scale,
                           "weight_scale_range": [float(q.weight_scale.min()), float(q.weight_scale.max())]}
                       for n, q in spec.items()},
-            "cpu_prediction_convs": {n: {"input_scale": q.input_scale, "output_range": list(q.output_range)}
-                                     for n, q in specs["cpu"].items() if q.output_range is not None},
+            "cpu_prediction_convs": {
+                n: {"input_scale": specs["cpu"][n].input_scale,
+                    "output_range": list(specs["cpu"][n].output_range or []) or None}
+                for n in model.prediction_layer_names() if n in specs["cpu"]},
         })
         result.files["int8_scales"] = out / "int8_scales.json"
     kind = ecfg.nms.kind
