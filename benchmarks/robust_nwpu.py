@@ -231,7 +231,11 @@ def run_ood(args) -> None:
 
 def ood_markdown(result: dict[str, Any]) -> str:
     """The README tables of the OOD part."""
-    lines = ["| model | mAP50 | threshold (best F1) | TP on val | FP / neg. image (val 29; all 120) | "
+    st = result["setup"]
+    lines = [f"NWPU VHR-10, split sha256 {result['split']['sha256'][:12]}..., {st['img_size']} px; ft_* rows: "
+             f"{st['ft_epochs']} more epochs from runs/nwpu/fp/best.pt at lr {st['ft_lr']}; paired bootstrap "
+             f"{st['draws']} draws, seed {st['bootstrap_seed']}; {st['threads']} threads.", "",
+"| model | mAP50 | threshold (best F1) | TP on val | FP / neg. image (val 29; all 120) | "
              "AUROC MSP | AUROC energy | AUROC 1-conf | FPR95 MSP | FPR95 energy | FPR95 1-conf |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in result["rows"].items():
@@ -251,8 +255,8 @@ def ood_markdown(result: dict[str, Any]) -> str:
         ra, rb = result["rows"][a]["all_negatives"], result["rows"][b]["all_negatives"]
 
         def cell(key: str, value: float, d=d, scale: float = 100.0) -> str:
-            ci = d["all_negatives"][key]["ci"]
-            return f"{scale * value:+.1f} [{scale * ci[0]:+.1f}, {scale * ci[1]:+.1f}]" if ci else "n/a"
+            ci, k = d["all_negatives"][key]["ci"], 1 if scale > 1 else 2
+            return f"{scale * value:+.{k}f} [{scale * ci[0]:+.{k}f}, {scale * ci[1]:+.{k}f}]" if ci else "n/a"
 
         def delta(s: str, m: str, ra=ra, rb=rb) -> float:
             return (ra[s][m] or 0.0) - (rb[s][m] or 0.0)
@@ -280,8 +284,8 @@ def ood_markdown(result: dict[str, Any]) -> str:
         boot = d[f"at_{LOW}"]["all_negatives"]
 
         def cell2(key: str, value: float, boot=boot, scale: float = 100.0) -> str:
-            ci = boot[key]["ci"]
-            return f"{scale * value:+.1f} [{scale * ci[0]:+.1f}, {scale * ci[1]:+.1f}]" if ci else "n/a"
+            ci, k = boot[key]["ci"], 1 if scale > 1 else 2
+            return f"{scale * value:+.{k}f} [{scale * ci[0]:+.{k}f}, {scale * ci[1]:+.{k}f}]" if ci else "n/a"
 
         lines.append(f"| {name} | " + " | ".join(
             cell2(f"{s}_{m}", (ra[s][m] or 0.0) - (rb[s][m] or 0.0)) for m, s in
