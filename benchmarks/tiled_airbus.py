@@ -41,6 +41,7 @@ CONF = 0.05  # score threshold of every row (0.001 would give SAHI's merges ~30,
 DEFAULT = DecodeSettings(score_threshold=CONF)  # max_det 300, pre_nms_topk 3000 per network input
 RAISED = DecodeSettings(score_threshold=CONF, max_det=3000, pre_nms_topk=30000)  # whole image: nothing cut
 SAHI_ROWS = ("sahi_greedynmm", "sahi_nmm", "sahi_nms")
+IMAGE_SPLIT = "image_split.json"  # the whole-image split; the run's split.json is the tile split of training
 ROWS = ("tiled", "whole_2560", "whole_2560_maxdet300", "whole_1280", *SAHI_ROWS)
 
 
@@ -58,12 +59,12 @@ def split_sets(data: Path) -> tuple[Dataset, list, list, dict[str, Any]]:
 
 
 def prepare(run: Path, data: Path) -> None:
-    """split.json, then 320-px tiles (overlap 64, tiles without tanks left out) of the train and val images."""
+    """image_split.json (not split.json: `ghostq train` writes the tile split there), then 320-px tiles (overlap 64, tiles without tanks left out) of the train and val images."""
     from ghostq.detect.data.tiling import split_dataset
 
     ds, train, val, record = split_sets(data)
     run.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(run / "split.json", record)
+    atomic_write_json(run / IMAGE_SPLIT, record)
     for name, records in (("tiles_train", train), ("tiles_val", val)):
         tiles = split_dataset(replace(ds, records=records), run / name, tile=TILE, overlap=OVERLAP, skip_empty=True)
         print(f"{name}: {len(records)} images -> {len(tiles.records)} tiles, "
@@ -161,9 +162,9 @@ def bench(run: Path, data: Path, threads: int, draws: int, out_json: Path, only:
 
     ds, _, val, record = split_sets(data)
     val = val[:max_val]
-    recorded = json.loads((run / "split.json").read_text())
+    recorded = json.loads((run / IMAGE_SPLIT).read_text())
     if recorded["sha256"] != record["sha256"]:
-        raise SystemExit(f"{run}/split.json differs from the split of {data}: run `prepare` again")
+        raise SystemExit(f"{run / IMAGE_SPLIT} differs from the split of {data}: run `prepare` again")
     gt = dataset_to_coco(replace(ds, records=val))
     rows_dir = run / "bench" / "rows"
     todo = [r for r in only if not (rows_dir / f"{r}.json").is_file()]
