@@ -59,7 +59,8 @@ def split_sets(data: Path) -> tuple[Dataset, list, list, dict[str, Any]]:
 
 
 def prepare(run: Path, data: Path) -> None:
-    """image_split.json (not split.json: `ghostq train` writes the tile split there), then 320-px tiles (overlap 64, tiles without tanks left out) of the train and val images."""
+    """image_split.json (`ghostq train` writes the tile split to split.json), then 320-px tiles (overlap 64,
+    tiles without tanks left out) of the train and val images."""
     from ghostq.detect.data.tiling import split_dataset
 
     ds, train, val, record = split_sets(data)
