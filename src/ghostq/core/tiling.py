@@ -30,7 +30,7 @@ from ghostq.core.atomic import atomic_path, atomic_write_json
 from ghostq.core.detections import Detections
 from ghostq.core.errors import GhostqError
 from ghostq.core.image_io import load_image, load_ir
-from ghostq.core.nms import batched_nms
+from ghostq.core.nms_fast import batched_nms_fast
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 EDGE_MARGIN = 2.0  # px: a box this close to an interior tile edge counts as cut by it
@@ -192,7 +192,7 @@ def merge_tiles(dets: Detections, cut: np.ndarray, iou_threshold: float, max_det
     an uncut same-class box dropped, at most ``max_det`` kept, highest score first."""
     boxes, scores, labels = dets.boxes, dets.scores, dets.labels
     order_scores = scores.astype(np.float32) - np.float32(CUT_PENALTY) * cut.astype(np.float32)
-    keep = batched_nms(boxes, order_scores, labels, iou_threshold)
+    keep = batched_nms_fast(boxes, order_scores, labels, iou_threshold)
     boxes, scores, labels, cut = boxes[keep], scores[keep], labels[keep], cut[keep]
     keep = drop_cut_pieces(boxes, labels, cut)
     boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
@@ -214,13 +214,20 @@ def drop_cut_pieces(boxes: np.ndarray, labels: np.ndarray, cut: np.ndarray) -> n
         rows, cols = cut_idx[labels[cut_idx] == label], whole_idx[labels[whole_idx] == label]
         if len(cols) == 0:
             continue
+        rows = rows[np.argsort(boxes[rows, 0], kind="stable")]  # chunks of pieces in narrow x strips
         others = boxes[cols]
+        others = others[np.argsort(others[:, 0], kind="stable")]
         for start in range(0, len(rows), CHUNK):
             r = rows[start : start + CHUNK]
             piece = boxes[r]
-            lt = np.maximum(piece[:, None, :2], others[None, :, :2])
-            rb = np.minimum(piece[:, None, 2:], others[None, :, 2:])
-            inter = np.prod(np.clip(rb - lt, 0, None), axis=-1)
+            # only uncut boxes reaching into the chunk's x range can overlap it (no overlap: not covered)
+            near = others[: np.searchsorted(others[:, 0], piece[:, 2].max(), side="left")]
+            near = near[near[:, 2] > piece[:, 0].min()]
+            if len(near) == 0:
+                continue
+            iw = np.minimum(piece[:, None, 2], near[None, :, 2]) - np.maximum(piece[:, None, 0], near[None, :, 0])
+            ih = np.minimum(piece[:, None, 3], near[None, :, 3]) - np.maximum(piece[:, None, 1], near[None, :, 1])
+            inter = np.clip(iw, 0, None) * np.clip(ih, 0, None)
             area = np.prod(np.clip(piece[:, 2:] - piece[:, :2], 0, None), axis=-1)
             covered[r] = (inter / np.maximum(area, 1e-6)[:, None] >= CONTAINED).any(1)  # share inside each
     return np.flatnonzero(~covered)
