@@ -1,4 +1,6 @@
-"""Exact greedy non-maximum suppression, class-wise, in numpy (no torch): for deployment and tile merging.
+"""Exact greedy non-maximum suppression, class-wise, in numpy (no torch): the reference definition.
+
+:mod:`ghostq.core.nms_fast` computes the same result vectorised (deploy decoding and tile merging use it).
 
 The same definition as :mod:`ghostq.detect.nms` (its results are equal): sort by score, highest first, ties
 in input order (stable); walk the list; a box is kept unless a box kept before it, of the same label, overlaps
