@@ -15,9 +15,10 @@ from PIL import Image
 from ghostq.core.detections import DecodeSettings, decode
 from ghostq.core.errors import GhostqError
 from ghostq.core.nms import batched_nms
+from ghostq.core.nms_fast import batched_nms_fast
 from ghostq.deploy import load_runtime
 from ghostq.deploy.e2e import STEPS, E2ESettings, Pipeline, StepClock, _preprocess_baseline, e2e_markdown, run_e2e
-from ghostq.deploy.postprocess import batched_nms_fast, decode_fast, top_candidates
+from ghostq.deploy.postprocess import decode_fast, top_candidates
 from ghostq.deploy.predict import detect_image
 from ghostq.deploy.preprocess import preprocess
 

@@ -22,7 +22,7 @@ from ghostq.core.detections import (
     Detections,
     decode_outputs,
 )
-from ghostq.core.nms_fast import batched_nms_fast, iou_above  # noqa: F401  (re-exported)
+from ghostq.core.nms_fast import batched_nms_fast
 
 
 def top_candidates(flat: np.ndarray, threshold: float, k: int) -> np.ndarray:
