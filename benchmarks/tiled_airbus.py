@@ -163,6 +163,8 @@ def bench(run: Path, data: Path, threads: int, draws: int, out_json: Path, only:
 
     ds, _, val, record = split_sets(data)
     val = val[:max_val]
+    if not (run / IMAGE_SPLIT).is_file():
+        raise SystemExit(f"{run / IMAGE_SPLIT}: not found; run `python benchmarks/tiled_airbus.py prepare` first")
     recorded = json.loads((run / IMAGE_SPLIT).read_text())
     if recorded["sha256"] != record["sha256"]:
         raise SystemExit(f"{run / IMAGE_SPLIT} differs from the split of {data}: run `prepare` again")
@@ -178,12 +180,15 @@ def bench(run: Path, data: Path, threads: int, draws: int, out_json: Path, only:
     for r in only:
         row = json.loads((rows_dir / f"{r}.json").read_text())
         if "mAP50" not in row:
+            t0 = time.time()
             row.update(score(gt, row, val))
+            print(f"scored {r}: mAP50 {100 * row['mAP50']:.1f} ({time.time() - t0:.0f} s)", flush=True)
             atomic_write_json(rows_dir / f"{r}.json", row)
         rows[r] = row
     diffs = {}
     if "tiled" in rows:  # map_difference's computation, with each row's pycocotools matches computed once
         truth = load_ground_truth(gt)
+        print(f"paired bootstrap against tiled: matching {len(rows)} rows, then {draws} draws each", flush=True)
         matches = {r: coco_matches(truth, row["dets"], max_dets=EVAL_MAX_DETS) for r, row in rows.items()}
         for b in rows:
             if b != "tiled":
