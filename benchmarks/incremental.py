@@ -156,12 +156,13 @@ def fit(b: Bench, model, state, classes: tuple[str, ...]) -> PhaseStats:
     return stats
 
 
-def ablation(b: Bench, name: str, buffer_dim: int, keep: float, weight: float) -> dict[str, Any]:
+def ablation(b: Bench, name: str, buffer_dim: int, keep: float, weight: float | None) -> dict[str, Any]:
     """Base fit of one variant, scored on the base classes."""
     model, _, state = acil_start(b, buffer_dim, RowSampling(keep, weight))
     stats = fit(b, model, state, BASE)
     res = b.score(acil_scores(state.classifiers, state.buffers(), state.gain), BASE, ())
-    return {"variant": name, "buffer_dim": buffer_dim, "keep": keep, "background_weight": weight,
+    return {"variant": name, "buffer_dim": buffer_dim, "keep": keep,
+            "background_weight": state.sampling.background_weight,
             "rows": stats.positives + stats.background, "positives": stats.positives,
             "mAP50_base": res["old"], "per_class": res["per_class"]}
 
@@ -267,7 +268,7 @@ def main() -> None:
     parser.add_argument("--reference", default=str(REPO / "runs" / "nwpu" / "split.json"))
     parser.add_argument("--buffer-dim", type=int, default=1024)
     parser.add_argument("--keep", type=float, default=0.1)
-    parser.add_argument("--background-weight", type=float, default=1.0)
+    parser.add_argument("--background-weight", type=float, default=None, help="default 1/keep (unbiased)")
     parser.add_argument("--ablation", action="store_true", help="also the background / buffer / score variants")
     parser.add_argument("--more", action="store_true", help="with --ablation: also the variants needing own rows")
     parser.add_argument("--export", action="store_true", help="also the ONNX FP32 / INT8 check")
@@ -294,10 +295,10 @@ def main() -> None:
 
         rows["export"] = b.row("export", lambda: export_check(b, b.out / "acil_5phase.pt", args.threads))
     if args.ablation:  # background weights reuse the default rows; --more: keep 0.02, buffer 512 (own rows)
-        k, w, d = args.keep, args.background_weight, args.buffer_dim
+        k, w, d = args.keep, sampling.background_weight, args.buffer_dim
         for name, dim, keep, weight in (
-            ("default", d, k, w), ("background_weight_0.3", d, k, 0.3), ("background_weight_3", d, k, 3.0),
-            ("unbiased", d, k, 1.0 / k), *(("keep_0.02", d, 0.02, 1.0), ("buffer_512", 512, k, w)) * args.more,
+            ("default", d, k, w), ("background_weight_0.3", d, k, 0.3), ("background_weight_1", d, k, 1.0),
+            ("background_weight_3", d, k, 3.0), *(("keep_0.02", d, 0.02, None), ("buffer_512", 512, k, w)) * args.more,
         ):
             rows[f"ablation_{name}"] = b.row(f"ablation_{name}", lambda n=name, dm=dim, kp=keep, wt=weight:
                                              ablation(b, n, dm, kp, wt))

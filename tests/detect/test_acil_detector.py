@@ -149,8 +149,28 @@ def test_checkpoint_round_trip(extended) -> None:
     torch.testing.assert_close(InferenceHead(model, spec)(x)[0], InferenceHead(ext, spec)(x)[0])
     _, _, _, loaded = load_incremental(path)
     for a, b in zip(loaded.classifiers, state.classifiers, strict=True):
-        assert np.array_equal(a.R, b.R) and np.array_equal(a.W, b.W)
+        assert np.array_equal(a.A, b.A) and np.array_equal(a.W, b.W)
     assert loaded.kept_bytes() == state.kept_bytes() == 3 * (33 * 33 + 33 * 3) * 8
+
+
+def test_checkpoint_with_r_of_older_versions_loads(extended, tmp_path) -> None:
+    """Checkpoints written before A was kept hold R = A^-1 per level: loaded as A = R^-1, the next phase runs."""
+    path, _, state = extended
+    payload = torch.load(path, weights_only=True)
+    for level in payload["acil"]["levels"]:
+        level["R"] = torch.linalg.inv(level.pop("A"))
+    old = tmp_path / "old.pt"
+    torch.save(payload, old)
+    _, _, _, loaded = load_incremental(old)
+    for a, b in zip(loaded.classifiers, state.classifiers, strict=True):
+        assert np.linalg.norm(a.A - b.A) / np.linalg.norm(b.A) < 1e-8
+
+
+def test_background_weight_defaults_to_one_over_keep() -> None:
+    assert RowSampling(keep=0.1).background_weight == pytest.approx(10.0)
+    assert RowSampling(keep=0.25, background_weight=2.0).background_weight == 2.0
+    with pytest.raises(ValueError, match="0 < keep <= 1"):
+        RowSampling(keep=0.0)
 
 
 def test_damaged_acil_entry_is_one_line(extended, tmp_path) -> None:

@@ -23,7 +23,8 @@ def incremental_command(
     buffer_dim: int = typer.Option(1024, "--buffer-dim", min=1, help="base fit: width of the random buffer"),
     gamma: float = typer.Option(0.1, "--gamma", min=0.0, help="base fit: ridge regularisation (> 0)"),
     keep: float = typer.Option(0.1, "--keep", help="base fit: share of background points kept (seeded)"),
-    background_weight: float = typer.Option(1.0, "--background-weight", help="base fit: weight of a kept one"),
+    background_weight: float | None = typer.Option(
+        None, "--background-weight", help="base fit: weight of a kept one (default 1/keep: unbiased)"),
     seed: int = typer.Option(0, "--seed", min=0, help="base fit: seed of the buffer and the background draws"),
 ) -> None:
     """Base fit of an analytic head, or one phase of new classes on new data; writes --out."""
@@ -33,7 +34,7 @@ def incremental_command(
     names = None if classes is None else [c.strip() for c in classes.split(",") if c.strip()]
     if classes is not None and not names:
         raise GhostqError(f"--classes {classes!r} names no class")
-    if gamma <= 0 or not 0 < keep <= 1 or background_weight <= 0:
+    if gamma <= 0 or not 0 < keep <= 1 or (background_weight is not None and background_weight <= 0):
         raise GhostqError(f"need --gamma > 0, 0 < --keep <= 1 and --background-weight > 0, got {gamma}, {keep}, "
                           f"{background_weight}")
     cfg = load_config(config, overrides or [])
@@ -44,5 +45,5 @@ def incremental_command(
     p = r.phase
     console.print(f"phase {p['classes']}: {p['images']} images, {p['positives']} positive and "
                   f"{p['background_rows']} background points; classes now {r.classes}")
-    console.print(f"kept of the old data: {r.kept_bytes:,} bytes (R and W per level); {r.seconds:.0f} s; "
+    console.print(f"kept of the old data: {r.kept_bytes:,} bytes (A and W per level); {r.seconds:.0f} s; "
                   f"checkpoint {r.out}")

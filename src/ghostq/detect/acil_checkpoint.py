@@ -1,5 +1,5 @@
 """Checkpoints of incrementally extended detectors: the model with its analytic head, and the `acil` entry that
-lets the next phase continue (per level R and W in float64, gamma, the buffer seed and size, the row sampling, the
+lets the next phase continue (per level A and W in float64, gamma, the buffer seed and size, the row sampling, the
 phases so far). Nothing of the old data is kept but these matrices.
 
     model, spec, state = start_incremental(*load_detector("fp/best.pt"), buffer_dim=1024)   # a plain model
@@ -57,8 +57,8 @@ class AcilState:
         return level_buffers(self.in_dims, self.buffer_dim, self.seed)
 
     def kept_bytes(self) -> int:
-        """Bytes kept of the old data: R and W of every level (float64)."""
-        return int(sum(c.R.nbytes + c.W.nbytes for c in self.classifiers))
+        """Bytes kept of the old data: A and W of every level (float64)."""
+        return int(sum(c.A.nbytes + c.W.nbytes for c in self.classifiers))
 
     def to_payload(self) -> dict[str, Any]:
         """The `acil` checkpoint entry (tensors, numbers, strings, lists: loadable with weights_only=True)."""
@@ -67,7 +67,7 @@ class AcilState:
             "feature_classes": self.feature_classes, "in_dims": list(self.in_dims),
             "sampling": {"keep": self.sampling.keep, "background_weight": self.sampling.background_weight,
                          "seed": self.sampling.seed},
-            "levels": [{"R": torch.from_numpy(c.R), "W": torch.from_numpy(c.W)} for c in self.classifiers],
+            "levels": [{"A": torch.from_numpy(c.A), "W": torch.from_numpy(c.W)} for c in self.classifiers],
             "classes": list(self.classes), "phases": list(self.phases), "gain": self.gain,
         }
 
@@ -76,7 +76,7 @@ class AcilState:
         """Validate and rebuild; anything wrong is a one-line GhostqError naming `source`."""
         try:
             s = d["sampling"]
-            levels = [AnalyticClassifier(float(d["gamma"]), _matrix(lv["R"]), _matrix(lv["W"]))
+            levels = [AnalyticClassifier(float(d["gamma"]), _autocorrelation(lv), _matrix(lv["W"]))
                       for lv in d["levels"]]
             state = cls(int(d["buffer_dim"]), float(d["gamma"]), int(d["seed"]), int(d["feature_classes"]),
                         [int(v) for v in d["in_dims"]],
@@ -87,20 +87,27 @@ class AcilState:
             raise GhostqError(f"{source}: bad '{ACIL_KEY}' entry ({type(err).__name__}: {err})") from None
         d_e = state.buffer_dim + 1
         for i, c in enumerate(levels):
-            if c.R.shape != (d_e, d_e) or c.W.shape != (d_e, len(state.classes)):
-                raise GhostqError(f"{source}: '{ACIL_KEY}' level {i}: R {list(c.R.shape)} and W {list(c.W.shape)} "
+            if c.A.shape != (d_e, d_e) or c.W.shape != (d_e, len(state.classes)):
+                raise GhostqError(f"{source}: '{ACIL_KEY}' level {i}: A {list(c.A.shape)} and W {list(c.W.shape)} "
                                   f"do not fit a buffer of {state.buffer_dim} and {len(state.classes)} classes")
         if len(levels) != len(state.in_dims):
             raise GhostqError(f"{source}: '{ACIL_KEY}' has {len(levels)} levels for {len(state.in_dims)} widths")
         return state
 
 
+def _autocorrelation(level: Mapping[str, Any]) -> np.ndarray:
+    """A of a saved level; checkpoints written before A was kept hold R = A^-1 (inverted here, at its accuracy)."""
+    if "A" in level:
+        return _matrix(level["A"])
+    return np.linalg.inv(_matrix(level["R"]))
+
+
 def _matrix(t: Any) -> np.ndarray:
     if not isinstance(t, torch.Tensor) or t.ndim != 2:
-        raise TypeError("R and W must be 2-d tensors")
+        raise TypeError("A and W must be 2-d tensors")
     a = t.double().numpy()
     if not np.isfinite(a).all():
-        raise ValueError("R or W holds NaN/inf")
+        raise ValueError("A or W holds NaN/inf")
     return a
 
 

@@ -10,14 +10,15 @@ phases stay exact). Positives get the one-hot row of their class, every other po
 
 Background: an image of 416 px has 3,549 points and a few dozen positives. Every positive is kept; a background
 point is kept with probability `keep` (a fixed seed per image file name, so a point's draw is the same in every
-phase) and weighted `background_weight`. The ridge output y (about 1 on a class, 0 on background) becomes the
-logit g (y - 1/2), g = 2 ln 9999, of the head's sigmoid: y = 0 scores 1e-4, y = 1/2 scores 0.5, y = 1 scores
-0.9999; the ranking AP needs is that of y (monotone); scores are bounded in (0, 1) in torch and in the exported
-graph. With g = 2 ln 99 (y = 0 -> 0.01) every background point passes the evaluation threshold 0.001 and NMS
-sorts ~3,000 candidates per image (measured 2.7 s per image here); with 2 ln 9999 a candidate needs y > 0.125.
+phase) and weighted `background_weight` (default 1/keep). The ridge output y (about 1 on a class, 0 on background)
+becomes the logit g (y - 1/2), g = 2 ln 9999, of the head's sigmoid: y = 0 scores 1e-4, y = 1/2 scores 0.5, y = 1
+scores 0.9999; the ranking AP needs is that of y (monotone); scores are bounded in (0, 1) in torch and in the
+exported graph. With g = 2 ln 99 (y = 0 -> 0.01) every background point passes the evaluation threshold 0.001 and
+NMS sorts ~3,000 candidates per image (measured 2.7 s per image here); with 2 ln 9999 a candidate needs y > 0.125.
 
 Each phase adds the Gram matrix X_E^T S X_E and X_E^T S Y of its rows (S: the sample weights) through
-`AnalyticClassifier.absorb`; only R and W per level are kept (`acil` entry of the checkpoint).
+`AnalyticClassifier.absorb`; only A (autocorrelation + gamma I) and W per level are kept (the checkpoint's
+`acil` entry).
 """
 
 from __future__ import annotations
@@ -43,14 +44,17 @@ SCORE_GAIN = 2.0 * math.log(9999.0)  # logit = SCORE_GAIN * (y - 1/2): y = 0 -> 
 @dataclass(frozen=True)
 class RowSampling:
     """Which anchor points become rows: every positive, background with probability `keep` and weight
-    `background_weight`, drawn per image from (`seed`, crc32 of the file name)."""
+    `background_weight`, drawn per image from (`seed`, crc32 of the file name). The default weight 1/keep makes
+    the kept points stand for all background (an unbiased Gram; NWPU base classes: 57.8 mAP50 vs 44.7 at 1)."""
 
     keep: float = 0.1
-    background_weight: float = 1.0
+    background_weight: float | None = None  # None: 1 / keep
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if not 0.0 < self.keep <= 1.0 or self.background_weight <= 0:
+        if self.background_weight is None and 0.0 < self.keep <= 1.0:
+            object.__setattr__(self, "background_weight", 1.0 / self.keep)
+        if not 0.0 < self.keep <= 1.0 or self.background_weight is None or self.background_weight <= 0:
             raise ValueError(f"need 0 < keep <= 1 and background_weight > 0, got {self.keep}, "
                              f"{self.background_weight}")
 

@@ -3,7 +3,7 @@
 First call, on a plain checkpoint (``fp/best.pt``): the base fit, an analytic head for the model's own classes on
 the config's train split. Every later call, on a checkpoint the stage wrote: one phase, new data only (``data``
 in ``fmt``, its images that hold a class of ``classes``, only those classes labelled); the old data is not read.
-Each call writes a new checkpoint (model with its analytic head, R and W per level, the buffer seed, the classes)
+Each call writes a new checkpoint (model with its analytic head, A and W per level, the buffer seed, the classes)
 that eval, predict, export and compress take like any other.
 """
 
@@ -30,7 +30,7 @@ class AnalyticSettings:
     gamma: float = 0.1
     seed: int = 0
     keep: float = 0.1
-    background_weight: float = 1.0
+    background_weight: float | None = None  # None: 1 / keep (unbiased)
 
 
 @dataclass
