@@ -124,6 +124,28 @@ def test_vectorised_nms_equals_the_reference() -> None:
         np.testing.assert_array_equal(batched_nms_fast(boxes, scores, labels, iou, max_det), want, err_msg=str(trial))
 
 
+@pytest.mark.parametrize("chunk", [16, 64])
+def test_vectorised_nms_across_chunks_equals_the_reference(chunk: int, monkeypatch) -> None:
+    """Small chunks: most boxes meet the kept ones through the x sweep (and the dense fallback), not the chunk."""
+    import ghostq.core.nms_fast as nms_fast
+
+    monkeypatch.setattr(nms_fast, "CHUNK", chunk)
+    rng = np.random.default_rng(chunk)
+    for trial in range(60):
+        n = int(rng.integers(0, 400))
+        boxes = _clustered(rng, n)
+        if trial % 2:  # spread groups over a 3000 px scene: the sweep scores few pairs
+            off = rng.uniform(0, 3000, (1 + n // 20, 2))[rng.integers(0, 1 + n // 20, n)]
+            boxes = (boxes + np.concatenate([off, off], 1)).astype(np.float32)
+        boxes = np.round(boxes) if trial % 3 == 0 else boxes
+        scores = rng.random(n).astype(np.float32)
+        scores = np.round(scores * 10) / 10 if trial % 2 == 0 else scores
+        labels = rng.integers(0, int(rng.integers(1, 4)), n)
+        iou = float(rng.choice([0.3, 0.5, 0.7]))
+        want = batched_nms(boxes, scores, labels, iou)
+        np.testing.assert_array_equal(batched_nms_fast(boxes, scores, labels, iou), want, err_msg=str(trial))
+
+
 def test_a_long_chain_of_overlaps_is_resolved_exactly() -> None:
     """Boxes each overlapping the next one only: past the fixed-point rounds the sequential walk decides."""
     n = 300

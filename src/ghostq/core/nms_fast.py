@@ -5,8 +5,10 @@ Boxes are taken in global score order in chunks; each chunk is tested against th
 itself with one IoU matrix (same class only), and the greedy order inside a chunk is resolved by a fixed-point
 iteration over the few boxes whose fate depends on another box of the chunk: a box is kept iff no kept box before
 it of its class overlaps it with IoU > threshold; this recursion has one solution, and iterating it from "all
-kept" reaches it (exactly; a sequential walk takes over past 32 rounds). The IoU arithmetic is
-:mod:`ghostq.core.nms` 's, in the boxes' dtype, so results are equal, ties included (tested).
+kept" reaches it (exactly; a sequential walk takes over past 32 rounds). A chunk meets the kept boxes through
+a sweep on x (only pairs whose x ranges overlap are scored): a dense 2560 px scene keeps ~10^4 boxes, and a full
+chunk x kept matrix made the tile merge slower than the model. The IoU arithmetic is :mod:`ghostq.core.nms` 's,
+in the boxes' dtype, so results are equal, ties included (tested).
 """
 
 from __future__ import annotations
@@ -40,6 +42,37 @@ def iou_above(a: np.ndarray, b: np.ndarray, threshold: float) -> np.ndarray:
     np.subtract(union, inter, out=union)
     np.maximum(union, np.finfo(dtype).tiny, out=union)
     return np.divide(inter, union, out=inter) > dtype.type(threshold)
+
+
+def _pair_iou_above(a: np.ndarray, b: np.ndarray, threshold: float) -> np.ndarray:
+    """IoU(a[k], b[k]) > threshold per row pair, with `iou_above` 's arithmetic (so the same answers)."""
+    dtype = b.dtype
+    iw = np.maximum(np.minimum(a[:, 2], b[:, 2]) - np.maximum(a[:, 0], b[:, 0]), 0)
+    ih = np.maximum(np.minimum(a[:, 3], b[:, 3]) - np.maximum(a[:, 1], b[:, 1]), 0)
+    inter = iw * ih
+    union = np.maximum(_areas(a) + _areas(b) - inter, np.finfo(dtype).tiny)
+    return inter / union > dtype.type(threshold)
+
+
+def _suppressed(kept: np.ndarray, b: np.ndarray, threshold: float) -> np.ndarray:
+    """bool[len(b)]: some kept box overlaps b[j] with IoU > threshold. Only pairs whose x ranges overlap can
+    (IoU > 0 needs x1_i < x2_j and x2_i > x1_j, i.e. x1_i in (x1_j - max kept width, x2_j)): found by a
+    sorted sweep, scored pair by pair; the dense matrix when most pairs are candidates anyway."""
+    x1 = kept[:, 0].astype(np.float64)  # float32 differences are exact in float64: no candidate is lost
+    width = float(np.max(kept[:, 2].astype(np.float64) - x1, initial=0.0))
+    order = np.argsort(x1, kind="stable")
+    xs = x1[order]
+    lo = np.searchsorted(xs, b[:, 0].astype(np.float64) - width, "left")
+    hi = np.maximum(np.searchsorted(xs, b[:, 2].astype(np.float64), "left"), lo)
+    counts = hi - lo
+    total = int(counts.sum())
+    if total * 4 > len(kept) * len(b):
+        return iou_above(kept, b, threshold).any(axis=0)
+    j = np.repeat(np.arange(len(b)), counts)
+    i = order[np.repeat(lo - np.cumsum(counts) + counts, counts) + np.arange(total)]
+    out = np.zeros(len(b), bool)
+    out[j[_pair_iou_above(kept[i], b[j], threshold)]] = True
+    return out
 
 
 def _resolve(overlap: np.ndarray, alive: np.ndarray) -> np.ndarray:
@@ -96,7 +129,7 @@ def batched_nms_fast(
             pos = by_label[a:z]
             b, key = boxes[idx[pos]], int(lab[pos[0]])
             before = kept_by_label.get(key)
-            alive = np.ones(len(pos), bool) if before is None else ~iou_above(before, b, iou_threshold).any(axis=0)
+            alive = np.ones(len(pos), bool) if before is None else ~_suppressed(before, b, iou_threshold)
             k = _resolve(iou_above(b, b, iou_threshold), alive) if len(pos) > 1 else alive
             keep[pos] = k
             if k.any():
