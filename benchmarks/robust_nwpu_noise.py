@@ -54,18 +54,27 @@ METHODS: dict[str, tuple[list[str], str | None]] = {  # overrides, baseline meth
     "nce_rce": (["model.head=softmax", "loss.cls=nce_rce"], "ce"),
     "odnl": (["model.head=sigmoid", "loss.cls=bce", OPEN_SET % ("odnl", 0.5)], "bce"),
     "open_sampling": (["model.head=sigmoid", "loss.cls=bce", OPEN_SET % ("open_sampling", 1.0)], "bce"),
+    "gce_q0.4": (["model.head=softmax", "loss.cls=gce", "loss.cls_params={q: 0.4}"], "ce"),
+    "gce_q0.9": (["model.head=softmax", "loss.cls=gce", "loss.cls_params={q: 0.9}"], "ce"),
+    "sce_a1": (["model.head=softmax", "loss.cls=sce", "loss.cls_params={alpha: 1.0}"], "ce"),
+    "nce_rce_b0.1": (["model.head=softmax", "loss.cls=nce_rce", "loss.cls_params={beta: 0.1}"], "ce"),
+    "logitnorm_t0.01": (["model.head=softmax", "loss.cls=logitnorm", "loss.logitnorm_tau=0.01"], "ce"),
+    "odnl_eta1": (["model.head=sigmoid", "loss.cls=bce", OPEN_SET % ("odnl", 1.0)], "bce"),
+    "open_sampling_eta0.5": (["model.head=sigmoid", "loss.cls=bce", OPEN_SET % ("open_sampling", 0.5)], "bce"),
 }
 NOISES: dict[str, tuple[str, float]] = {  # name -> (kind, rate); "clean": no noise
     "clean": ("none", 0.0), "sym20": ("symmetric", 0.2), "sym40": ("symmetric", 0.4),
     "asym40": ("asymmetric", 0.4), "drop30": ("drop", 0.3), "jitter": ("jitter", 1.0),
 }
-ALL_METHODS = tuple(m for m in METHODS if not m.startswith("ce+logitclip_"))
+SWEEP = ("ce+logitclip_b2", "ce+logitclip_b10", "gce_q0.4", "gce_q0.9", "sce_a1", "nce_rce_b0.1", "logitnorm_t0.01",
+         "odnl_eta1", "open_sampling_eta0.5")  # one sweep of each method's key parameter (rows beside its default)
+ALL_METHODS = tuple(m for m in METHODS if m not in SWEEP)
 PLANS: dict[str, list[tuple[str, str]]] = {  # (noise, method) in run order
     "sym40": [("sym40", m) for m in ALL_METHODS],
     "clean": [("clean", "varifocal"), ("clean", "ce")],
     "drop30": [("drop30", m) for m in ("varifocal", "ce", "gce", "sce")],
     "asym40": [("asym40", m) for m in ("varifocal", "ce", "ce+logitclip", "gce", "sce")],
-    "logitclip_bound": [("sym40", "ce+logitclip_b2"), ("sym40", "ce+logitclip_b10")],
+    "params": [("sym40", m) for m in SWEEP],
     "sym20": [("sym20", m) for m in ("varifocal", "ce", "gce", "sce")],
     "jitter": [("jitter", m) for m in ("varifocal", "ce")],
 }

@@ -224,6 +224,11 @@ class LossConfig(Section):
     cls_weight: float = Field(1.0, ge=0, description="weight of the classification loss")
     box_weight: float = Field(2.5, ge=0, description="weight of the box loss")
     logitnorm_tau: float = Field(0.04, gt=0, description="LogitNorm temperature (cls: logitnorm)")
+    cls_params: dict[str, float] = Field(
+        default_factory=dict,
+        description="hyper-parameters of loss.cls beyond its papers' defaults, e.g. {q: 0.5} (gce), "
+        "{alpha: 0.1, beta: 1.0} (sce, nce_rce); the names are the loss function's keywords",
+    )
     logit_clip: LogitClipSection | None = Field(
         None, description="LogitClip the logits before the classification loss; null: off"
     )

@@ -56,9 +56,25 @@ def build_loss_from_config(cfg: Config, num_classes: int, class_counts: list[int
         box_loss=cfg.loss.box,
         cls_weight=cfg.loss.cls_weight,
         box_weight=cfg.loss.box_weight,
+        cls_loss_kwargs=cls_params(name, dict(cfg.loss.cls_params)),
         logit_transform=transform,
         assignment_hook=hook,
     )
+
+
+def cls_params(name: str, params: dict[str, float]) -> dict[str, float]:
+    """`loss.cls_params` checked against the keywords the registered loss `name` takes (one-line error)."""
+    import inspect
+
+    from ghostq.detect.losses import get_cls_loss
+
+    fixed = {"logits", "target_labels", "target_scores", "fg_mask", "num_classes"}
+    takes = [k for k in inspect.signature(get_cls_loss(name).fn).parameters if k not in fixed]
+    unknown = sorted(set(params) - set(takes))
+    if unknown:
+        raise GhostqError(f"loss.cls_params: {name} takes {', '.join(takes) or 'no parameters'}; "
+                          f"got {', '.join(unknown)}")
+    return params
 
 
 def pick_device(name: str) -> torch.device:

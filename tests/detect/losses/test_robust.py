@@ -225,6 +225,22 @@ def test_config_accepts_the_robust_keys_and_builds_the_loss() -> None:
     assert isinstance(hook, OpenSetHook) and torch.allclose(hook.labeler.prior, torch.tensor([0.25, 0.75]))
 
 
+def test_cls_params_reach_the_loss_and_unknown_ones_are_one_line() -> None:
+    """loss.cls_params (the sweep's knob: GCE q, SCE / NCE+RCE alpha, beta) is passed to the loss function."""
+    from ghostq.core.errors import GhostqError
+    from ghostq.detect.builders import build_loss_from_config
+
+    loss = build_loss_from_config(_cfg(head="softmax", cls="gce", cls_params={"q": 0.4}), 5)
+    assert loss.cls_loss_kwargs == {"q": 0.4}
+    z, labels = torch.randn(2, 7, 6), torch.randint(0, 5, (2, 7))
+    scores, fg = torch.rand(2, 7), torch.rand(2, 7) > 0.5
+    torch.testing.assert_close(loss.cls_loss.fn(z, labels, scores, fg, 5, **loss.cls_loss_kwargs),
+                               gce(z, labels, scores, fg, 5, q=0.4))
+    assert not torch.allclose(gce(z, labels, scores, fg, 5, q=0.4), gce(z, labels, scores, fg, 5))
+    with pytest.raises(GhostqError, match=r"^loss.cls_params: sce takes alpha, beta, log_clamp; got q$"):
+        build_loss_from_config(_cfg(cls="sce", cls_params={"q": 0.5}), 5)
+
+
 @pytest.mark.parametrize(
     ("loss", "message"),
     [
