@@ -68,7 +68,8 @@ NOISES: dict[str, tuple[str, float]] = {  # name -> (kind, rate); "clean": no no
 }
 SWEEP = ("ce+logitclip_b2", "ce+logitclip_b10", "gce_q0.4", "gce_q0.9", "sce_a1", "nce_rce_b0.1", "logitnorm_t0.01",
          "odnl_eta1", "open_sampling_eta0.5")  # one sweep of each method's key parameter (rows beside its default)
-ALL_METHODS = tuple(m for m in METHODS if m not in SWEEP)
+ALL_METHODS = ("varifocal", "ce", "gce", "sce", "nce_rce", "bce", "odnl", "logitnorm", "ce+logitclip", "open_sampling",
+               "bce+logitclip")  # run order: the default and the softmax losses first (their baseline is ce)
 PLANS: dict[str, list[tuple[str, str]]] = {  # (noise, method) in run order
     "sym40": [("sym40", m) for m in ALL_METHODS],
     "clean": [("clean", "varifocal"), ("clean", "ce")],
@@ -202,8 +203,8 @@ def main() -> None:
     parser.add_argument("--run", default=str(REPO / "runs" / "nwpu"), help="the reference run (its split.json)")
     parser.add_argument("--plan", default=",".join(PLANS), help=f"comma-separated plans of {', '.join(PLANS)}")
     parser.add_argument("--img", type=int, default=256)
-    parser.add_argument("--images", type=int, default=128)
-    parser.add_argument("--epochs", type=int, default=18)
+    parser.add_argument("--images", type=int, default=96)
+    parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--deadline", default="", help="HH:MM UTC: rows not started by then are left out")
     parser.add_argument("--work", default=str(REPO / "runs" / "robust_nwpu_noise"))
