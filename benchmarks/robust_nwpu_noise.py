@@ -16,7 +16,8 @@ bound), ODNL and Open-sampling with real open-set objects: textured crops of the
     python benchmarks/robust_nwpu_noise.py data.root=../shared/nwpu_vhr10 [--plan sym40,clean] [--deadline 09:10]
 
 Rows run in the plan's order (``PLANS``) and are kept in ``--work`` (a finished row is skipped on a rerun; rows
-not started by ``--deadline`` are listed as not run). Results: ``benchmarks/results/robust_nwpu_noise.{json,md}``.
+not started by ``--deadline`` are listed as not run); each bootstrap interval is computed as soon as its two rows
+exist and kept there too. Results: ``benchmarks/results/robust_nwpu_noise.{json,md}``.
 """
 
 from __future__ import annotations
@@ -158,10 +159,8 @@ def train_row(noise: str, method: str, args, work: Path) -> dict[str, Any]:
     return row
 
 
-def differences(rows: dict[str, dict[str, Any]], gt: dict[str, Any]) -> dict[str, Any]:
-    """Each method minus its baseline under the same noise, and the default under noise minus clean labels."""
-    from ghostq.detect.bootstrap import map_difference
-
+def pairs_for(rows: dict[str, dict[str, Any]]) -> list[tuple[str, str, str]]:
+    """(label, baseline row, row): each method minus its baseline under the same noise, each noise minus clean."""
     pairs = []
     for key, row in rows.items():
         base = METHODS[row["method"]][1]
@@ -171,11 +170,21 @@ def differences(rows: dict[str, dict[str, Any]], gt: dict[str, Any]) -> dict[str
         if row["noise"] != "clean" and f"clean__{row['method'].replace('+', '_')}" in rows:
             pairs.append((f"{row['method']}: {row['noise']} - clean", f"clean__{row['method'].replace('+', '_')}",
                           key))
+    return pairs
+
+
+def differences(rows: dict[str, dict[str, Any]], gt: dict[str, Any], work: Path) -> dict[str, Any]:
+    """The paired bootstrap of every pair in `pairs_for`, each kept in `work` (a rerun or a later row reuses it)."""
+    from ghostq.detect.bootstrap import map_difference
+
     out = {}
-    for label, a, b in pairs:
-        print(f"bootstrap {label}", flush=True)
-        out[label] = {m: map_difference(gt, rows[a]["dets"], rows[b]["dets"], metric=m)
-                      for m in ("mAP50", "mAP50_95")}
+    for label, a, b in pairs_for(rows):
+        path = work / f"diff__{a}__{b}.json"
+        if not path.is_file():
+            print(f"bootstrap {label}", flush=True)
+            atomic_write_json(path, {m: map_difference(gt, rows[a]["dets"], rows[b]["dets"], metric=m)
+                                     for m in ("mAP50", "mAP50_95")})
+        out[label] = json.loads(path.read_text())
     return out
 
 
@@ -217,6 +226,8 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     todo = list(dict.fromkeys(p for plan in args.plan.split(",") for p in PLANS[plan]))
     start = time.time()
+    cfg, splits, split = load_split(args.config, list(args.overrides), Path(args.run))
+    gt = splits.val_coco()
     rows: dict[str, Any] = {}
     not_run = []
     for noise, method in todo:
@@ -226,11 +237,11 @@ def main() -> None:
             not_run.append((noise, method))
             continue
         rows[f"{noise}__{method.replace('+', '_')}"] = train_row(noise, method, args, work)
-    cfg, splits, split = load_split(args.config, list(args.overrides), Path(args.run))
+        differences(rows, gt, work)  # this row's intervals now, so the end of a long run only gathers them
     result = {"setup": {"img_size": args.img, "train_images": args.images, "epochs": args.epochs,
                         "threads": args.threads, "val_images": len(splits.val), "draws": 1000, "bootstrap_seed": 0,
                         "split_sha256": split["sha256"], "noises": NOISES, "methods": METHODS},
-              "rows": rows, "differences": differences(rows, splits.val_coco()), "not_run": not_run,
+              "rows": rows, "differences": differences(rows, gt, work), "not_run": not_run,
               "machine": machine(), "versions": package_versions(), "wall_s": round(time.time() - start, 1)}
     atomic_write_json(args.json, result)
     atomic_write_text(Path(args.json).with_suffix(".md"), markdown(result))
