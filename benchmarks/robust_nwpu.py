@@ -59,6 +59,21 @@ def load_split(config: str, overrides: list[str], run: Path):
     return cfg, splits, split
 
 
+def noisy_train_subset(splits, images: int, kind: str, rate: float, seed: int):
+    """A seeded subset of the train records with objects, and the same records with label noise (kind "none":
+    unchanged), and the noise summary; shared by the noise benchmarks so their rows train on the same images."""
+    from ghostq.core.records import Dataset
+    from ghostq.detect.data.noise import add_record_noise
+
+    pool = [r for r in splits.train if r.num_objects]
+    pick = np.sort(np.random.default_rng(seed).choice(len(pool), size=min(images, len(pool)), replace=False))
+    clean = [pool[int(i)] for i in pick]
+    if kind == "none":
+        return clean, clean, {"kind": "none", "changed": 0}
+    noisy, record = add_record_noise(Dataset(splits.format, splits.root, splits.classes, clean), kind, rate, seed)
+    return clean, noisy, record
+
+
 def machine() -> dict[str, Any]:
     """Where it ran."""
     import os

@@ -26,10 +26,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from robust_nwpu import load_split, machine  # noqa: E402  (the shared split check, next to this file)
+from robust_nwpu import load_split, machine, noisy_train_subset  # noqa: E402  (the shared split check, next to this file)
 
 from ghostq.core.atomic import atomic_write_json, atomic_write_text  # noqa: E402
 from ghostq.core.runs import package_versions  # noqa: E402
@@ -39,27 +37,6 @@ METHODS: dict[str, list[str]] = {
     "ce": ["model.head=softmax", "loss.cls=ce"],
     "ce+logitclip": ["model.head=softmax", "loss.cls=ce", "loss.logit_clip={p: 2, bound: 5.0}"],
 }
-
-
-def noisy_subset(splits, images: int, kind: str, rate: float, seed: int):
-    """A seeded subset of the train records with objects, and the same records with noisy labels (flips only)."""
-    from ghostq.core.records import Dataset
-    from ghostq.detect.data.coco_json import dataset_to_coco
-    from ghostq.detect.data.noise import add_label_noise
-
-    if kind not in ("symmetric", "asymmetric", "pairflip"):
-        raise SystemExit(f"the memorisation curve needs class flips, not {kind!r}")
-    pool = [r for r in splits.train if r.num_objects]
-    pick = np.sort(np.random.default_rng(seed).choice(len(pool), size=min(images, len(pool)), replace=False))
-    clean = [pool[int(i)] for i in pick]
-    coco = dataset_to_coco(Dataset(splits.format, splits.root, splits.classes, clean))
-    noisy, changes = add_label_noise(coco, kind, rate, seed)
-    by_image: dict[int, list[int]] = {}
-    for ann in noisy["annotations"]:  # flips keep every annotation, in record order
-        by_image.setdefault(int(ann["image_id"]), []).append(int(ann["category_id"]) - 1)
-    flipped = [replace(r, labels=np.asarray(by_image[k], np.int64)) for k, r in enumerate(clean, start=1)]
-    return clean, flipped, {"kind": kind, "rate": rate, "seed": seed, "objects": len(coco["annotations"]),
-                            "changed": len(changes)}
 
 
 def method_epochs(name: str, args, work: Path) -> Iterator[dict[str, Any]]:
@@ -82,7 +59,9 @@ def method_epochs(name: str, args, work: Path) -> Iterator[dict[str, Any]]:
                  f"data.img_size={args.img}", f"train.epochs={args.epochs}", f"train.val_every={args.epochs}",
                  f"train.threads={args.threads}", "train.device=cpu", *METHODS[name]]
     cfg, splits, split = load_split(args.config, overrides, Path(args.run))
-    clean, flipped, noise = noisy_subset(splits, args.images, args.kind, args.rate, cfg.run.seed)
+    if args.kind not in ("symmetric", "asymmetric", "pairflip"):
+        raise SystemExit(f"the memorisation curve needs class flips, not {args.kind!r}")
+    clean, flipped, noise = noisy_train_subset(splits, args.images, args.kind, args.rate, cfg.run.seed)
     objects = [NoisyObjects(c.boxes, c.labels, f.labels) for c, f in zip(clean, flipped, strict=True)]
     trainer = Trainer(cfg, replace(splits, train=flipped), DistInfo(), torch.device("cpu"), save=False)
     loader = make_eval_loader(flipped, cfg.data.img_size, cfg.data.in_channels, batch_size=16)

@@ -31,10 +31,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from robust_nwpu import load_split, machine  # noqa: E402  (the shared split check, next to this file)
+from robust_nwpu import load_split, machine, noisy_train_subset  # noqa: E402  (the shared split check, next to this file)
 
 from ghostq.core.atomic import atomic_write_json, atomic_write_text  # noqa: E402
 from ghostq.core.runs import package_versions  # noqa: E402
@@ -82,31 +80,6 @@ PLANS: dict[str, list[tuple[str, str]]] = {  # (noise, method) in run order
 }
 
 
-def noisy_records(clean: list, classes: tuple[str, ...], fmt: str, root: Path, noise: str, seed: int):
-    """The records with the noise applied (boxes and labels rebuilt from the noisy COCO dict), and its record."""
-    from ghostq.core.records import Dataset
-    from ghostq.detect.data.coco_json import dataset_to_coco
-    from ghostq.detect.data.noise import add_label_noise
-
-    kind, rate = NOISES[noise]
-    if kind == "none":
-        return clean, {"kind": "none", "changed": 0}
-    coco = dataset_to_coco(Dataset(fmt, root, classes, clean))
-    noisy, changes = add_label_noise(coco, kind, rate, seed)
-    by_image: dict[int, list[dict]] = {}
-    for ann in noisy["annotations"]:
-        by_image.setdefault(int(ann["image_id"]), []).append(ann)
-    out = []
-    for image_id, rec in enumerate(clean, start=1):
-        anns = by_image.get(image_id, [])
-        boxes = np.asarray([[a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2], a["bbox"][1] + a["bbox"][3]]
-                            for a in anns], np.float32).reshape(-1, 4)
-        out.append(replace(rec, boxes=boxes, labels=np.asarray([a["category_id"] - 1 for a in anns], np.int64),
-                           difficult=np.asarray([bool(a.get("iscrowd", 0)) for a in anns]), polygons=None))
-    return out, {"kind": kind, "rate": rate, "seed": seed, "objects": len(coco["annotations"]),
-                 "changed": len(changes)}
-
-
 def train_row(noise: str, method: str, args, work: Path) -> dict[str, Any]:
     """Train one (noise, method) row from scratch and score its final EMA weights on clean val; kept in work."""
     import torch
@@ -129,11 +102,8 @@ def train_row(noise: str, method: str, args, work: Path) -> dict[str, Any]:
         from ghostq.detect.data.negative_crops import negative_crops
 
         negative_crops([r for r in splits.train if r.num_objects == 0], crops, seed=cfg.run.seed)
-    pool = [r for r in splits.train if r.num_objects]
-    pick = np.sort(np.random.default_rng(cfg.run.seed).choice(len(pool), size=min(args.images, len(pool)),
-                                                             replace=False))
-    clean = [pool[int(i)] for i in pick]
-    train, record = noisy_records(clean, tuple(splits.classes), splits.format, Path(splits.root), noise, cfg.run.seed)
+    kind, rate = NOISES[noise]
+    _, train, record = noisy_train_subset(splits, args.images, kind, rate, cfg.run.seed)
     trainer = Trainer(cfg, replace(splits, train=train), DistInfo(), torch.device("cpu"), save=False)
     t0, losses = time.time(), []
     for epoch in range(args.epochs):

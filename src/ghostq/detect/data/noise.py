@@ -20,12 +20,15 @@ A file noised twice keeps the earlier record under `ghostq_noise.previous`.
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ghostq.core.errors import DataFormatError, GhostqError
+from ghostq.core.records import Dataset, ImageRecord
+from ghostq.detect.data.coco_json import dataset_to_coco
 from ghostq.detect.data.reading import MAX_JSON_BYTES, load_json_file, shown
 
 _MAX_FLOAT = 1e150  # box values beyond this are no pixels; it keeps jittered edges and w * h finite
@@ -247,6 +250,32 @@ def add_label_noise(
         record["previous"] = coco["ghostq_noise"]
     out["ghostq_noise"] = record
     return out, changes
+
+
+def add_record_noise(ds: Dataset, kind: str, rate: float, seed: int) -> tuple[list[ImageRecord], dict[str, Any]]:
+    """`ds`'s records with `add_label_noise` applied (for training on noisy labels in memory), and a summary.
+
+    Flips change labels only (boxes stay bit-exact, record order kept); drop and jitter rebuild each record's
+    boxes from the noisy annotations (polygons dropped: a jittered box no longer matches its polygon).
+    """
+    coco = dataset_to_coco(ds)
+    noisy, changes = add_label_noise(coco, kind, rate, seed)
+    by_image: dict[int, list[dict[str, Any]]] = {}
+    for ann in noisy["annotations"]:  # image ids are 1..N in record order (dataset_to_coco)
+        by_image.setdefault(int(ann["image_id"]), []).append(ann)
+    out = []
+    for image_id, rec in enumerate(ds.records, start=1):
+        anns = by_image.get(image_id, [])
+        labels = np.asarray([int(a["category_id"]) - 1 for a in anns], np.int64)
+        if kind in ("drop", "jitter"):
+            boxes = np.asarray([[a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2],
+                                 a["bbox"][1] + a["bbox"][3]] for a in anns], np.float32).reshape(-1, 4)
+            out.append(replace(rec, boxes=boxes, labels=labels, polygons=None,
+                               difficult=np.asarray([bool(a.get("iscrowd", 0)) for a in anns], bool)))
+        else:
+            out.append(replace(rec, labels=labels))
+    return out, {"kind": kind, "rate": rate, "seed": seed, "objects": len(coco["annotations"]),
+                 "changed": len(changes)}
 
 
 def _jitter_box(bbox: list[float], d: np.ndarray, size: tuple[Any, Any] | None) -> list[float] | None:
