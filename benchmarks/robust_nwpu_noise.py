@@ -145,15 +145,14 @@ def pairs_for(rows: dict[str, dict[str, Any]]) -> list[tuple[str, str, str]]:
 
 def differences(rows: dict[str, dict[str, Any]], gt: dict[str, Any], work: Path) -> dict[str, Any]:
     """The paired bootstrap of every pair in `pairs_for`, each kept in `work` (a rerun or a later row reuses it)."""
-    from ghostq.detect.bootstrap import map_difference
+    from ghostq.detect.bootstrap import map_differences
 
     out = {}
     for label, a, b in pairs_for(rows):
         path = work / f"diff__{a}__{b}.json"
         if not path.is_file():
             print(f"bootstrap {label}", flush=True)
-            atomic_write_json(path, {m: map_difference(gt, rows[a]["dets"], rows[b]["dets"], metric=m)
-                                     for m in ("mAP50", "mAP50_95")})
+            atomic_write_json(path, map_differences(gt, rows[a]["dets"], rows[b]["dets"]))
         out[label] = json.loads(path.read_text())
     return out
 

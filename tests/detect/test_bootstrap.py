@@ -99,3 +99,16 @@ def test_map_difference_of_identical_and_of_better_detections() -> None:
     better = map_difference(gt, dets, perfect, metric="mAP50_95", draws=200)
     assert better["b"] == pytest.approx(1.0)
     assert better["ci"][0] > 0 and better["significant"]
+
+
+def test_map_differences_equals_one_run_per_metric() -> None:
+    """Both metrics from one set of draws are each what their own run gives (same seed: same draws)."""
+    from ghostq.detect.bootstrap import map_differences
+
+    gt, dets = _dataset(5, num_images=16)
+    _, other = _dataset(6, num_images=16)
+    both = map_differences(gt, dets, other, draws=150, seed=3)
+    assert list(both) == ["mAP50", "mAP50_95"]
+    for metric, got in both.items():
+        assert got == map_difference(gt, dets, other, metric=metric, draws=150, seed=3)
+    assert both["mAP50"]["ci"] != both["mAP50_95"]["ci"]

@@ -12,7 +12,7 @@ weight of 2 equals evaluating a copy of the image).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -120,28 +120,46 @@ def paired_bootstrap(
     """Percentile interval of stat_b - stat_a over image resamples; each stat maps image weights to a number.
 
     Both stats see the same draws (paired), so what the images share cancels out of the difference."""
+    return paired_bootstrap_many(lambda w: [stat_a(w)], lambda w: [stat_b(w)], num_images, draws, seed, confidence)[0]
+
+
+def paired_bootstrap_many(
+    stats_a: Callable[[np.ndarray], Sequence[float]],
+    stats_b: Callable[[np.ndarray], Sequence[float]],
+    num_images: int,
+    draws: int = DRAWS,
+    seed: int = SEED,
+    confidence: float = 0.95,
+) -> list[dict[str, float | int | bool | list[float]]]:
+    """`paired_bootstrap` of several stats at once (one evaluation per draw gives them all, e.g. mAP50 and
+    mAP50:95): the same draws as `paired_bootstrap` with the same seed, so each interval equals its own run."""
     if num_images < 1 or draws < 1:
         raise ValueError("paired_bootstrap needs at least one image and one draw")
     rng = np.random.default_rng(seed)
     ones = np.ones(num_images)
-    a, b = float(stat_a(ones)), float(stat_b(ones))
-    diffs = np.empty(draws)
+    a, b = np.asarray(stats_a(ones), np.float64), np.asarray(stats_b(ones), np.float64)
+    diffs = np.empty((draws, len(a)))
     for k in range(draws):
         w = np.bincount(rng.integers(0, num_images, num_images), minlength=num_images).astype(np.float64)
-        diffs[k] = stat_b(w) - stat_a(w)
+        diffs[k] = np.asarray(stats_b(w), np.float64) - np.asarray(stats_a(w), np.float64)
     tail = 100 * (1 - confidence) / 2
-    lo, hi = (float(v) for v in np.percentile(diffs, [tail, 100 - tail]))
-    return {
-        "a": a,
-        "b": b,
-        "diff": b - a,
-        "ci": [lo, hi],
-        "confidence": confidence,
-        "significant": bool(lo > 0 or hi < 0),
-        "draws": draws,
-        "seed": seed,
-        "num_images": num_images,
-    }
+    out = []
+    for s in range(len(a)):
+        lo, hi = (float(v) for v in np.percentile(diffs[:, s], [tail, 100 - tail]))
+        out.append(
+            {
+                "a": float(a[s]),
+                "b": float(b[s]),
+                "diff": float(b[s] - a[s]),
+                "ci": [lo, hi],
+                "confidence": confidence,
+                "significant": bool(lo > 0 or hi < 0),
+                "draws": draws,
+                "seed": seed,
+                "num_images": num_images,
+            }
+        )
+    return out
 
 
 def map_difference(
@@ -155,9 +173,28 @@ def map_difference(
 ) -> dict[str, float | int | bool | list[float]]:
     """COCO `metric` (mAP50 or mAP50_95) of B minus A on the same ground truth, with its paired bootstrap CI
     (at most `max_dets` detections per image and class count, as in `evaluate_coco`)."""
+    return map_differences(gt, dets_a, dets_b, (metric,), draws, seed, max_dets)[metric]
+
+
+def map_differences(
+    gt: GroundTruth | dict | str | Path,
+    dets_a: list[dict] | str | Path,
+    dets_b: list[dict] | str | Path,
+    metrics: Sequence[str] = ("mAP50", "mAP50_95"),
+    draws: int = DRAWS,
+    seed: int = SEED,
+    max_dets: int = 100,
+) -> dict[str, dict[str, float | int | bool | list[float]]]:
+    """`map_difference` of each metric from one matching and one set of draws (each equal to its own run)."""
     truth = load_ground_truth(gt)
     ma, mb = coco_matches(truth, dets_a, max_dets=max_dets), coco_matches(truth, dets_b, max_dets=max_dets)
-    out = paired_bootstrap(
-        lambda w: coco_map(ma, w)[metric], lambda w: coco_map(mb, w)[metric], ma.num_images, draws, seed
-    )
-    return {"metric": metric, **out}
+
+    def stats(m: CocoMatches) -> Callable[[np.ndarray], list[float]]:
+        def at(w: np.ndarray) -> list[float]:
+            r = coco_map(m, w)  # every metric from one accumulation
+            return [r[k] for k in metrics]
+
+        return at
+
+    out = paired_bootstrap_many(stats(ma), stats(mb), ma.num_images, draws, seed)
+    return {m: {"metric": m, **o} for m, o in zip(metrics, out, strict=True)}
