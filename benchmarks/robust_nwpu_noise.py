@@ -60,6 +60,8 @@ METHODS: dict[str, tuple[list[str], str | None]] = {  # overrides, baseline meth
     "logitnorm_t0.01": (["model.head=softmax", "loss.cls=logitnorm", "loss.logitnorm_tau=0.01"], "ce"),
     "odnl_eta1": (["model.head=sigmoid", "loss.cls=bce", OPEN_SET % ("odnl", 1.0)], "bce"),
     "open_sampling_eta0.5": (["model.head=sigmoid", "loss.cls=bce", OPEN_SET % ("open_sampling", 0.5)], "bce"),
+    "varifocal+open_sampling_eta0.5": (["model.head=sigmoid", "loss.cls=varifocal",
+                                        OPEN_SET % ("open_sampling", 0.5)], "varifocal"),
 }
 NOISES: dict[str, tuple[str, float]] = {  # name -> (kind, rate); "clean": no noise
     "clean": ("none", 0.0), "sym20": ("symmetric", 0.2), "sym40": ("symmetric", 0.4),
@@ -77,6 +79,7 @@ PLANS: dict[str, list[tuple[str, str]]] = {  # (noise, method) in run order
     "params": [("sym40", m) for m in SWEEP],
     "sym20": [("sym20", m) for m in ("varifocal", "ce", "gce", "sce")],
     "jitter": [("jitter", m) for m in ("varifocal", "ce")],
+    "transfer": [("sym40", "varifocal+open_sampling_eta0.5")],  # the one sweep win, on the default loss
 }
 
 
