@@ -59,8 +59,6 @@ def method_epochs(name: str, args, work: Path) -> Iterator[dict[str, Any]]:
                  f"data.img_size={args.img}", f"train.epochs={args.epochs}", f"train.val_every={args.epochs}",
                  f"train.threads={args.threads}", "train.device=cpu", *METHODS[name]]
     cfg, splits, split = load_split(args.config, overrides, Path(args.run))
-    if args.kind not in ("symmetric", "asymmetric", "pairflip"):
-        raise SystemExit(f"the memorisation curve needs class flips, not {args.kind!r}")
     clean, flipped, noise = noisy_train_subset(splits, args.images, args.kind, args.rate, cfg.run.seed)
     objects = [NoisyObjects(c.boxes, c.labels, f.labels) for c, f in zip(clean, flipped, strict=True)]
     trainer = Trainer(cfg, replace(splits, train=flipped), DistInfo(), torch.device("cpu"), save=False)
@@ -153,7 +151,8 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=192, help="train images (with objects) used")
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--val-every", type=int, default=3, help="clean-val mAP every N epochs")
-    parser.add_argument("--kind", default="symmetric")
+    parser.add_argument("--kind", default="symmetric", choices=("symmetric", "asymmetric", "pairflip"),
+                        help="class flips (the curve counts flipped objects)")
     parser.add_argument("--rate", type=float, default=0.4)
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--report", action="store_true", help="write the results from the rows so far, no training")

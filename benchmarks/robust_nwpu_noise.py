@@ -94,7 +94,13 @@ def train_row(noise: str, method: str, args, work: Path) -> dict[str, Any]:
     name = f"{noise}__{method.replace('+', '_')}"
     path = work / f"{name}.json"
     if path.is_file():
-        return json.loads(path.read_text())
+        row = json.loads(path.read_text())
+        kept = (row["epochs"], row["img_size"], row["train_images"])
+        if kept != (args.epochs, args.img, args.images):
+            wanted = (args.epochs, args.img, args.images)
+            raise SystemExit(f"{path}: trained with (epochs, img, images) = {kept}, not {wanted}; "
+                             "use another --work or delete the row")
+        return row
     torch.set_num_threads(args.threads)
     crops = work / "negative_crops"
     overrides = [*args.overrides, f"run.root={work}", f"run.name={name}", f"data.img_size={args.img}",
@@ -153,7 +159,8 @@ def differences(rows: dict[str, dict[str, Any]], gt: dict[str, Any], work: Path)
     out = {}
     for label, a, b in pairs_for(rows):
         path = work / f"diff__{a}__{b}.json"
-        if not path.is_file():
+        dets = [Path(rows[k]["dets"]) for k in (a, b)]
+        if not path.is_file() or any(d.stat().st_mtime > path.stat().st_mtime for d in dets):  # a row re-trained
             print(f"bootstrap {label}", flush=True)
             atomic_write_json(path, map_differences(gt, rows[a]["dets"], rows[b]["dets"]))
         out[label] = json.loads(path.read_text())
